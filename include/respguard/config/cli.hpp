@@ -1,0 +1,32 @@
+// Command-line options. Flags override the file: `respguard --upstream redis:6379` is a
+// complete quick start.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "respguard/config/config.hpp"
+
+namespace respguard::config {
+
+struct CliOptions {
+  enum class Action { Run, CheckConfig, Version, Help, PrintConfigReference };
+  Action action = Action::Run;
+  std::optional<std::string> config_path;  // --config FILE, or the FILE of --check-config
+  std::optional<std::string> log_level;  // --log-level LEVEL
+  std::optional<Endpoint> listen;  // --listen HOST:PORT
+  std::optional<Endpoint> upstream;  // --upstream HOST:PORT
+  std::optional<unsigned> workers;  // --workers N
+};
+
+// Throws ConfigError on an unknown flag, a missing value or a bad address.
+CliOptions parse_cli(int argc, const char* const* argv);
+
+// Loads the file (when given; else defaults) and applies the overrides; validates the result.
+Config resolve(const CliOptions& cli);
+
+std::string usage();
+std::string version_string();  // "respguard 0.1.0 (git abc1234)"
+
+}  // namespace respguard::config

@@ -1,0 +1,102 @@
+// The typed, validated configuration. One YAML file (yaml-cpp) -> Config; every option is
+// declared once in the schema table in src/config/config.cpp, which also produces the
+// configuration reference (docs/configuration.md) and `respguard --print-config-reference`.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include "respguard/resp/parser.hpp"
+
+namespace respguard::config {
+
+using Millis = std::chrono::milliseconds;
+
+struct Endpoint {
+  std::string host;  // IPv4/IPv6 literal or a name; IPv6 written "[::1]:6380" in text form
+  std::uint16_t port = 0;
+  std::string to_string() const;  // "host:port" or "[v6]:port"
+  bool operator==(const Endpoint&) const = default;
+};
+
+// The text forms of the option types, shared by the loader, the CLI and later sections that are
+// not plain table rows (lists of rules). Each throws std::invalid_argument with a message that
+// quotes the text ("expected a duration such as 500ms, 5s or 1m, got 'soon'"); the caller adds
+// where the text came from.
+//
+// "HOST:PORT", or "[V6]:PORT" for an IPv6 literal; the port is 1..65535.
+Endpoint parse_endpoint(std::string_view text);
+// "500ms", "5s", "1m", "1h", "0". A plain number other than 0 is rejected: ms or s?
+Millis parse_duration(std::string_view text);
+// Bytes: "1024", "64kb", "512mb", "1gb"; k/kb/m/mb/g/gb are powers of 1024, any case.
+std::size_t parse_size(std::string_view text);
+
+struct ServerConfig {
+  Endpoint listen{"127.0.0.1", 6380};
+  unsigned workers = 0;  // 0 = number of cores
+  std::size_t maxclients = 10000;
+  Millis idle_timeout{0};                                        // 0 = off
+  std::size_t output_buffer_limit = 256ull * 1024 * 1024;        // per client, bytes; 0 = unlimited
+  std::size_t pubsub_output_buffer_limit = 32ull * 1024 * 1024;  // subscribed clients
+  std::size_t query_buffer_limit = 1024ull * 1024 * 1024;        // client-query-buffer-limit
+  std::size_t max_pinned_connections = 1024;  // dedicated upstream connections, whole process
+  Millis shutdown_grace{10000};
+  int tcp_backlog = 511;
+};
+
+struct UpstreamConfig {
+  Endpoint address{"127.0.0.1", 6379};
+  std::string username;  // empty: AUTH <password> (the default user)
+  std::string password;  // empty: no AUTH
+  unsigned connections_per_worker = 2;
+  Millis connect_timeout{1000};
+  Millis request_timeout{5000};
+  Millis blocking_timeout_margin{1000};  // added to a blocking command's own timeout
+  Millis reconnect_backoff_min{100};
+  Millis reconnect_backoff_max{5000};
+  unsigned databases = 16;  // SELECT range when the upstream does not answer CONFIG GET
+};
+
+struct LogConfig {
+  std::string level = "info";  // trace, debug, info, warn, error, critical, off
+};
+
+struct Config {
+  ServerConfig server;
+  UpstreamConfig upstream;
+  resp::Limits protocol;
+  LogConfig log;
+
+  // Equal when every option in the schema is equal (resp::Limits has no operator==, and the
+  // schema is the list of what a Config holds anyway).
+  bool operator==(const Config& other) const;
+};
+
+// Names the source, line and key: "respguard.yaml:12: upstream.request_timeout: expected a
+// duration such as 500ms, 5s or 1m, got 'soon'".
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+Config load_file(const std::string& path);  // throws ConfigError
+Config load_string(const std::string& yaml, const std::string& source_name = "<string>");
+
+// Sets one option by its key ("upstream.address") from its text form, exactly as the file
+// would (same parsing and range check). Throws std::invalid_argument with the bare reason,
+// e.g. "must be at most 256, got '300'", for the caller to prefix (the CLI: "--workers: ").
+void set_option(Config& config, std::string_view key, std::string_view value);
+
+// Checks every option's range and the rules between options (reconnect_backoff_min <=
+// reconnect_backoff_max, username needs password). The loaders already do this; call it after
+// changing a Config in code. Throws ConfigError "key: reason".
+void validate(const Config& config);
+
+// Markdown table of every option: key, type, default, description.
+std::string reference_markdown();
+
+}  // namespace respguard::config

@@ -1,0 +1,136 @@
+// One client connection: reads requests, answers connection-scoped commands itself, forwards
+// the rest upstream and writes every reply in request order.
+//
+// Ordering is a data structure: each request takes a slot in a ring at arrival. Local answers
+// and upstream replies fill slots; the head is flushed as far as it is complete. A client
+// sends to one upstream connection at a time; before it switches (to a dedicated connection
+// for MULTI, a blocking call or SUBSCRIBE, or back) its in-flight requests must finish, so
+// Redis executes its commands in the order they were sent.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "respguard/common/asio.hpp"
+#include "respguard/common/io_buffer.hpp"
+#include "respguard/resp/command_table.hpp"
+#include "respguard/resp/parser.hpp"
+#include "respguard/server/client_registry.hpp"
+#include "respguard/upstream/upstream_connection.hpp"
+
+namespace respguard::server {
+
+class Worker;
+
+class ClientSession : public std::enable_shared_from_this<ClientSession>,
+                      private upstream::ReplySink {
+ public:
+  ClientSession(Worker& worker, tcp::socket socket, std::uint64_t id);
+  ~ClientSession();
+  ClientSession(const ClientSession&) = delete;
+  ClientSession& operator=(const ClientSession&) = delete;
+
+  void start();
+  void close();  // at once; replies still in flight are discarded
+  void begin_drain();  // close once nothing is in flight and nothing is buffered
+  void flush_output();
+  // Closes the session when it has been idle past `timeout` (not while blocked or subscribed,
+  // as Redis does).
+  void check_idle(SteadyClock::time_point now, std::chrono::milliseconds timeout);
+  std::uint64_t id() const { return id_; }
+
+ private:
+  enum class Dispatch { Done, Stall };
+  enum class SlotKind : std::uint8_t { Normal, Exec };
+  struct Slot {
+    bool done = false;
+    bool discard = false;  // CLIENT REPLY OFF / SKIP
+    SlotKind kind = SlotKind::Normal;
+    std::string data;  // a reply that completed before the slots ahead of it
+  };
+
+  void start_read();
+  void on_read(std::size_t n);
+  void process_input();
+  Dispatch dispatch(const resp::Command& cmd);
+  Dispatch forward(const resp::Command& cmd, const resp::CommandInfo* info, bool need_dedicated,
+                   SlotKind kind = SlotKind::Normal);
+  void forward_push_mode(const resp::Command& cmd);
+  void write_request(upstream::UpstreamConnection& conn, const resp::Command& cmd);
+  upstream::UpstreamConnection* acquire_dedicated();
+  void maybe_release_dedicated();
+  void drop_dedicated(bool clean);
+
+  // Local commands.
+  void cmd_select(const resp::Command& cmd);
+  void cmd_hello(const resp::Command& cmd);
+  void cmd_auth(const resp::Command& cmd);
+  Dispatch cmd_client(const resp::Command& cmd);
+  void cmd_reset();
+  bool credentials_ok(std::string_view user, std::string_view password) const;
+
+  // Replies.
+  std::uint64_t push_slot(SlotKind kind);
+  void reply_local(std::string_view bytes);
+  void reply_error(std::string_view message);
+  void reply_wrong_args(std::string_view command);
+  void on_reply(std::uint64_t cookie, std::string_view reply,
+                const resp::ReplyInfo& info) override;
+  void append_output(std::string_view bytes);
+  void pop_completed_slots();
+  void schedule_flush();
+  void start_write();
+  void close_after_flush();
+  void maybe_finish();
+
+  Worker& worker_;
+  tcp::socket socket_;
+  const std::uint64_t id_;
+  std::shared_ptr<ClientInfo> info_;
+  const config::Config& config_;
+
+  IoBuffer rbuf_;
+  resp::RequestParser parser_;
+  resp::Command cmd_;
+  std::string scratch_;  // local replies and re-encoded requests
+
+  // Request slots: a ring indexed by sequence number.
+  std::vector<Slot> slots_;
+  std::uint64_t head_seq_ = 0;  // oldest slot not yet written out
+  std::uint64_t tail_seq_ = 0;  // next sequence number
+  std::size_t inflight_ = 0;  // requests awaiting an upstream reply
+  std::shared_ptr<ClientSession> keepalive_;  // held while inflight_ > 0
+
+  std::string out_;  // replies not yet handed to the socket
+  std::string writing_;  // the buffer of the write in flight
+  bool write_in_flight_ = false;
+
+  // Connection state, as Redis keeps it per client.
+  int db_ = 0;
+  int proto_ = 2;
+  std::string name_;
+  bool reply_off_ = false;
+  bool skip_next_reply_ = false;
+  bool in_multi_ = false;
+  bool watching_ = false;
+  int multi_select_db_ = -1;  // a SELECT queued inside MULTI takes effect at EXEC
+  bool push_mode_ = false;  // SUBSCRIBE, MONITOR, CLIENT TRACKING: replies pass through
+  bool dedicated_dirty_ = false;  // the dedicated connection's state differs from a fresh one
+
+  std::shared_ptr<upstream::UpstreamConnection> dedicated_;
+  upstream::UpstreamConnection* last_target_ = nullptr;
+  SteadyClock::time_point now_;
+
+  bool stalled_ = false;  // waiting for in-flight requests before switching connection
+  bool resume_posted_ = false;
+  bool processing_ = false;
+  bool closing_ = false;  // no more requests are read or dispatched
+  bool closed_ = false;
+  bool draining_ = false;
+  bool dirty_ = false;  // on the worker's flush list
+  friend class Worker;
+};
+
+}  // namespace respguard::server

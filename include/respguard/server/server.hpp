@@ -1,0 +1,44 @@
+// The listener and the workers: accepts connections, enforces maxclients, hands each
+// connection to a worker round-robin, and drains on SIGTERM/SIGINT.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "respguard/common/asio.hpp"
+#include "respguard/config/config.hpp"
+#include "respguard/server/worker.hpp"
+
+namespace respguard::server {
+
+class Server {
+ public:
+  explicit Server(const config::Config& config);
+  ~Server();
+
+  // Binds the listener (throws std::system_error naming the address on failure).
+  void bind();
+  // Runs until SIGTERM/SIGINT and the drain that follows. Returns the process exit code.
+  int run();
+  // The bound port (useful with port 0).
+  std::uint16_t port() const;
+
+ private:
+  void accept();
+  void on_signal(int signo);
+  void check_drained();
+  void stop_workers();
+
+  const config::Config& config_;
+  SharedState shared_;
+  asio::io_context io_;  // listener, signals, drain timer: the main thread
+  tcp::acceptor acceptor_;
+  asio::signal_set signals_;
+  asio::steady_timer drain_timer_;
+  SteadyClock::time_point drain_deadline_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::size_t next_worker_ = 0;
+  bool draining_ = false;
+};
+
+}  // namespace respguard::server

@@ -1,0 +1,78 @@
+// A worker: one io_context on its own thread, owning its client sessions and its upstream
+// connections (shard-per-thread: nothing on the request path is shared between workers).
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include "respguard/common/asio.hpp"
+#include "respguard/config/config.hpp"
+#include "respguard/server/client_registry.hpp"
+#include "respguard/upstream/pool.hpp"
+
+namespace respguard::server {
+
+class ClientSession;
+
+// Process-wide state the workers share. Everything here is either immutable after start,
+// atomic, or locked off the hot path.
+struct SharedState {
+  explicit SharedState(const config::Config& c)
+      : config(c), upstream_info(std::make_shared<upstream::UpstreamInfo>(c.upstream.databases)) {}
+  const config::Config& config;
+  std::shared_ptr<upstream::UpstreamInfo> upstream_info;
+  ClientRegistry registry;
+  std::atomic<std::size_t> clients{0};
+  std::atomic<std::size_t> dedicated_connections{0};
+  std::atomic<std::uint64_t> next_client_id{1};
+  std::atomic<bool> draining{false};
+};
+
+class Worker {
+ public:
+  Worker(unsigned index, SharedState& shared);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  void start();  // runs the io_context on a new thread
+  void join();
+  asio::io_context& io() { return io_; }
+
+  // Thread-safe entry points (they post to the worker's thread).
+  void adopt(tcp::socket socket);
+  void begin_drain();
+  void stop();
+
+  // Worker-thread only.
+  unsigned index() const { return index_; }
+  SharedState& shared() { return shared_; }
+  const config::Config& config() const { return shared_.config; }
+  upstream::Pool& pool() { return pool_; }
+  bool draining() const { return draining_; }
+  // Sessions with new output are written once per batch of upstream replies, so replies
+  // that arrive together leave in one write.
+  void mark_dirty(std::shared_ptr<ClientSession> session);
+  void flush_dirty();
+  void on_session_closed(ClientSession* session);
+
+ private:
+  void sweep();
+
+  unsigned index_;
+  SharedState& shared_;
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  upstream::Pool pool_;
+  asio::steady_timer sweep_timer_;
+  std::thread thread_;
+  std::unordered_set<ClientSession*> sessions_;
+  std::vector<std::shared_ptr<ClientSession>> dirty_;
+  std::vector<std::shared_ptr<ClientSession>> flushing_;
+  bool draining_ = false;
+};
+
+}  // namespace respguard::server

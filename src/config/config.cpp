@@ -1,0 +1,897 @@
+// The YAML loader. Every option is one row of kOptions (key path, type, field, help, range):
+// the loader, set_option(), validate(), operator== and the reference page all walk that table,
+// so adding an option is one row here plus its field (with its default) in config.hpp. Rules
+// that relate two options live in kRules. Defaults are not repeated here: the reference page
+// reads them from a default-constructed Config.
+#include "respguard/config/config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <optional>
+#include <span>
+#include <sstream>
+#include <variant>
+#include <vector>
+
+namespace respguard::config {
+namespace {
+
+enum class Type { String, Bool, Uint, Size, Duration, Endpoint, Enum };
+
+// Where an option lives in a Config. The pointer type says how the value is stored; Type says
+// how its text is read (a std::size_t can be a byte size or a plain count).
+using Ref = std::variant<std::string*, bool*, unsigned*, int*, std::size_t*, Millis*, Endpoint*>;
+
+constexpr std::uint64_t kNoMax = std::numeric_limits<std::uint64_t>::max();
+
+struct Option {
+  std::string_view key;  // YAML path: "upstream.request_timeout"
+  Type type;
+  Ref (*field)(Config&);
+  std::string_view help;       // one line; the range and choices are appended in the reference
+  std::uint64_t min = 0;       // inclusive, for Uint/Size (bytes)/Duration (ms)
+  std::uint64_t max = kNoMax;  // inclusive; the field's C++ type caps it as well
+  std::span<const std::string_view> choices = {};  // Type::Enum
+};
+
+constexpr std::array<std::string_view, 7> kLogLevels = {"trace", "debug",    "info", "warn",
+                                                        "error", "critical", "off"};
+
+constexpr Option kOptions[] = {
+    {.key = "listen",
+     .type = Type::Endpoint,
+     .field = [](Config& c) -> Ref { return &c.server.listen; },
+     .help =
+         "Address clients connect to. Use 0.0.0.0:PORT or \"[::]:PORT\" to accept remote clients."},
+    {.key = "workers",
+     .type = Type::Uint,
+     .field = [](Config& c) -> Ref { return &c.server.workers; },
+     .help = "Worker threads, each with its own clients and upstream connections; 0 = one per CPU "
+             "core.",
+     .max = 256},
+    {.key = "maxclients",
+     .type = Type::Uint,
+     .field = [](Config& c) -> Ref { return &c.server.maxclients; },
+     .help = "Most client connections at once; a client beyond it gets Redis's \"max number of "
+             "clients reached\" error.",
+     .min = 1},
+    {.key = "shutdown_grace",
+     .type = Type::Duration,
+     .field = [](Config& c) -> Ref { return &c.server.shutdown_grace; },
+     .help = "On SIGTERM, how long in-flight requests may take to finish before connections are "
+             "closed."},
+    {.key = "log_level",
+     .type = Type::Enum,
+     .field = [](Config& c) -> Ref { return &c.log.level; },
+     .help = "Log verbosity.",
+     .choices = kLogLevels},
+
+    {.key = "client.idle_timeout",
+     .type = Type::Duration,
+     .field = [](Config& c) -> Ref { return &c.server.idle_timeout; },
+     .help = "Close a client connection idle for this long (Redis `timeout`); 0 = never."},
+    {.key = "client.output_buffer_limit",
+     .type = Type::Size,
+     .field = [](Config& c) -> Ref { return &c.server.output_buffer_limit; },
+     .help = "Disconnect a client whose unsent replies exceed this (a reader too slow for its "
+             "requests); 0 = unlimited."},
+    {.key = "client.pubsub_output_buffer_limit",
+     .type = Type::Size,
+     .field = [](Config& c) -> Ref { return &c.server.pubsub_output_buffer_limit; },
+     .help = "The same limit for clients in subscribe mode, where messages arrive unasked; 0 = "
+             "unlimited."},
+    {.key = "client.query_buffer_limit",
+     .type = Type::Size,
+     .field = [](Config& c) -> Ref { return &c.server.query_buffer_limit; },
+     .help = "Disconnect a client whose unparsed request bytes exceed this (Redis "
+             "client-query-buffer-limit).",
+     .min = 1},
+
+    {.key = "server.tcp_backlog",
+     .type = Type::Uint,
+     .field = [](Config& c) -> Ref { return &c.server.tcp_backlog; },
+     .help = "listen() backlog of the client socket; the kernel caps it at net.core.somaxconn.",
+     .min = 1},
+    {.key = "server.max_pinned_connections",
+     .type = Type::Uint,
+     .field = [](Config& c) -> Ref { return &c.server.max_pinned_connections; },
+     .help = "Most dedicated upstream connections (MULTI, WATCH, SUBSCRIBE, blocking commands) in "
+             "the whole process; beyond it such commands get an error."},
+
+    {.key = "upstream.address",
+     .type = Type::Endpoint,
+     .field = [](Config& c) -> Ref { return &c.upstream.address; },
+     .help = "The Redis server to forward to."},
+    {.key = "upstream.username",
+     .type = Type::String,
+     .field = [](Config& c) -> Ref { return &c.upstream.username; },
+     .help = "ACL user for AUTH on upstream connections; empty = the default user. Needs "
+             "upstream.password."},
+    {.key = "upstream.password",
+     .type = Type::String,
+     .field = [](Config& c) -> Ref { return &c.upstream.password; },
+     .help = "Password for AUTH on upstream connections; empty = no AUTH."},
+    {.key = "upstream.connections_per_worker",
+     .type = Type::Uint,
+     .field = [](Config& c) -> Ref { return &c.upstream.connections_per_worker; },
+     .help = "Shared, pipelined upstream connections per worker.",
+     .min = 1,
+     .max = 64},
+    {.key = "upstream.connect_timeout",
+     .type = Type::Duration,
+     .field = [](Config& c) -> Ref { return &c.upstream.connect_timeout; },
+     .help = "Give up connecting to the upstream after this long.",
+     .min = 1},
+    {.key = "upstream.request_timeout",
+     .type = Type::Duration,
+     .field = [](Config& c) -> Ref { return &c.upstream.request_timeout; },
+     .help = "A request the upstream has not answered within this time gets an error reply.",
+     .min = 1},
+    {.key = "upstream.blocking_timeout_margin",
+     .type = Type::Duration,
+     .field = [](Config& c) -> Ref { return &c.upstream.blocking_timeout_margin; },
+     .help = "Added to a blocking command's own timeout (BLPOP k 5) before the request times out."},
+    // > 0: a zero delay would reconnect to a dead upstream in a busy loop.
+    {.key = "upstream.reconnect_backoff_min",
+     .type = Type::Duration,
+     .field = [](Config& c) -> Ref { return &c.upstream.reconnect_backoff_min; },
+     .help = "First delay before reconnecting to a failed upstream; the delay grows up to "
+             "reconnect_backoff_max.",
+     .min = 1},
+    {.key = "upstream.reconnect_backoff_max",
+     .type = Type::Duration,
+     .field = [](Config& c) -> Ref { return &c.upstream.reconnect_backoff_max; },
+     .help = "Longest delay between reconnect attempts; not less than reconnect_backoff_min."},
+    {.key = "upstream.databases",
+     .type = Type::Uint,
+     .field = [](Config& c) -> Ref { return &c.upstream.databases; },
+     .help = "Databases clients may SELECT when the upstream does not answer CONFIG GET databases.",
+     .min = 1},
+
+    {.key = "protocol.proto_max_bulk_len",
+     .type = Type::Size,
+     .field = [](Config& c) -> Ref { return &c.protocol.max_bulk_len; },
+     .help = "Largest bulk string in a request (Redis proto-max-bulk-len).",
+     .min = 1},
+    {.key = "protocol.max_multibulk_len",
+     .type = Type::Uint,
+     .field = [](Config& c) -> Ref { return &c.protocol.max_multibulk_len; },
+     .help = "Most arguments in one request.",
+     .min = 1},
+    {.key = "protocol.max_inline_len",
+     .type = Type::Size,
+     .field = [](Config& c) -> Ref { return &c.protocol.max_inline_len; },
+     .help = "Longest inline (non-RESP, telnet-style) request line.",
+     .min = 1},
+    {.key = "protocol.max_reply_depth",
+     .type = Type::Uint,
+     .field = [](Config& c) -> Ref { return &c.protocol.max_reply_depth; },
+     .help = "Deepest nesting of aggregate replies accepted from the upstream.",
+     .min = 1},
+};
+
+// Text helpers -------------------------------------------------------------------------------
+
+std::string in_quotes(std::string_view text) {
+  return "'" + std::string(text) + "'";
+}
+
+std::string lower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool all_digits(std::string_view text) {
+  return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
+    return std::isdigit(static_cast<unsigned char>(c)) != 0;
+  });
+}
+
+// nullopt when `text` is not a plain decimal number or does not fit.
+std::optional<std::uint64_t> to_u64(std::string_view text) {
+  if (!all_digits(text)) return std::nullopt;
+  std::uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
+// Splits "64kb" into "64" and "kb".
+std::pair<std::string_view, std::string_view> split_number(std::string_view text) {
+  std::size_t i = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
+  return {text.substr(0, i), text.substr(i)};
+}
+
+struct Unit {
+  std::string_view suffix;  // lowercase; matched in any case
+  std::uint64_t factor;
+};
+
+constexpr Unit kDurationUnits[] = {{"ms", 1}, {"s", 1000}, {"m", 60'000}, {"h", 3'600'000}};
+constexpr Unit kSizeUnits[] = {{"", 1},           {"k", 1ull << 10},  {"kb", 1ull << 10},
+                               {"m", 1ull << 20}, {"mb", 1ull << 20}, {"g", 1ull << 30},
+                               {"gb", 1ull << 30}};
+
+std::optional<std::uint64_t> unit_factor(std::span<const Unit> units, std::string_view suffix) {
+  for (const Unit& unit : units) {
+    if (lower(suffix) == unit.suffix) return unit.factor;
+  }
+  return std::nullopt;
+}
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      std::size_t replace = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, replace});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::string format_size(std::uint64_t bytes) {
+  constexpr std::uint64_t kK = 1024;
+  if (bytes == 0) return "0";
+  if (bytes % (kK * kK * kK) == 0) return std::to_string(bytes / (kK * kK * kK)) + "gb";
+  if (bytes % (kK * kK) == 0) return std::to_string(bytes / (kK * kK)) + "mb";
+  if (bytes % kK == 0) return std::to_string(bytes / kK) + "kb";
+  return std::to_string(bytes);
+}
+
+std::string format_duration(Millis duration) {
+  const std::int64_t ms = duration.count();
+  if (ms == 0) return "0";
+  if (ms > 0 && ms % 3'600'000 == 0) return std::to_string(ms / 3'600'000) + "h";
+  if (ms > 0 && ms % 60'000 == 0) return std::to_string(ms / 60'000) + "m";
+  if (ms > 0 && ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
+// Schema helpers -----------------------------------------------------------------------------
+
+// The accessor serves reads and writes; reads never write through it.
+Ref field_of(const Option& opt, const Config& config) {
+  return opt.field(const_cast<Config&>(config));
+}
+
+const Option* find_option(std::string_view key) {
+  for (const Option& opt : kOptions) {
+    if (opt.key == key) return &opt;
+  }
+  return nullptr;
+}
+
+// A section is a key with options below it: "upstream" for "upstream.address".
+bool is_section(std::string_view key) {
+  for (const Option& opt : kOptions) {
+    if (opt.key.size() > key.size() && opt.key.starts_with(key) && opt.key[key.size()] == '.') {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string_view last_name(std::string_view key) {
+  std::size_t dot = key.rfind('.');
+  return dot == std::string_view::npos ? key : key.substr(dot + 1);
+}
+
+// " (did you mean 'upstream.address'?)" or "".
+std::string suggestion(std::string_view key) {
+  std::vector<std::string_view> known;
+  for (const Option& opt : kOptions) {
+    known.push_back(opt.key);
+    for (std::size_t dot = opt.key.find('.'); dot != std::string_view::npos;
+         dot = opt.key.find('.', dot + 1)) {
+      known.push_back(opt.key.substr(0, dot));
+    }
+  }
+  std::string_view best;
+  std::size_t best_distance = 3;  // suggest only within edit distance 2
+  for (std::string_view candidate : known) {
+    if (candidate == key) continue;  // set_option("upstream"): a section, not a typo of one
+    std::size_t d = edit_distance(key, candidate);
+    if (d < best_distance) {
+      best = candidate;
+      best_distance = d;
+    }
+  }
+  // The layout groups options by what they affect, not by struct, so an option is easily put
+  // in the wrong section ("server.idle_timeout" is client.idle_timeout).
+  if (best.empty()) {
+    for (const Option& opt : kOptions) {
+      if (last_name(opt.key) == last_name(key)) {
+        best = opt.key;
+        break;
+      }
+    }
+  }
+  return best.empty() ? "" : " (did you mean " + in_quotes(best) + "?)";
+}
+
+std::string_view type_name(Type type) {
+  switch (type) {
+    case Type::String:
+      return "string";
+    case Type::Bool:
+      return "bool";
+    case Type::Uint:
+      return "integer";
+    case Type::Size:
+      return "size";
+    case Type::Duration:
+      return "duration";
+    case Type::Endpoint:
+      return "endpoint";
+    case Type::Enum:
+      return "enum";
+  }
+  return "?";
+}
+
+std::string join(std::span<const std::string_view> words) {
+  std::string out;
+  for (std::string_view word : words) {
+    if (!out.empty()) out += ", ";
+    out += word;
+  }
+  return out;
+}
+
+// What a value of the option looks like, for "expected ..., got ..." messages.
+std::string expected(const Option& opt) {
+  switch (opt.type) {
+    case Type::String:
+      return "expected a string";
+    case Type::Bool:
+      return "expected true or false";
+    case Type::Uint:
+      return "expected a non-negative integer";
+    case Type::Size:
+      return "expected a size such as 1024, 64kb, 512mb or 1gb";
+    case Type::Duration:
+      return "expected a duration such as 500ms, 5s or 1m";
+    case Type::Endpoint:
+      return "expected HOST:PORT such as 127.0.0.1:6379 or [::1]:6379";
+    case Type::Enum:
+      return "expected one of " + join(opt.choices);
+  }
+  return "expected a value";
+}
+
+// The largest value the field's C++ type holds.
+std::uint64_t type_max(Ref ref) {
+  return std::visit(
+      [](auto* p) -> std::uint64_t {
+        using T = std::remove_pointer_t<decltype(p)>;
+        if constexpr (std::is_same_v<T, Millis>) {
+          return static_cast<std::uint64_t>(std::numeric_limits<Millis::rep>::max());
+        } else if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+          return static_cast<std::uint64_t>(std::numeric_limits<T>::max());
+        } else {
+          return 0;
+        }
+      },
+      ref);
+}
+
+std::uint64_t effective_max(const Option& opt, Ref ref) {
+  return std::min(opt.max, type_max(ref));
+}
+
+std::string format_number(Type type, std::uint64_t value) {
+  if (type == Type::Size) return format_size(value);
+  if (type == Type::Duration) return format_duration(Millis(static_cast<Millis::rep>(value)));
+  return std::to_string(value);
+}
+
+// "must be between 1 and 64", or "" when any value of the type is allowed.
+std::string range_phrase(const Option& opt, Ref ref) {
+  const std::uint64_t max = effective_max(opt, ref);
+  const bool no_max = max == type_max(ref);
+  if (opt.min == 0 && no_max) return "";
+  if (no_max) {
+    return opt.min == 1 ? "must be greater than 0"
+                        : "must be at least " + format_number(opt.type, opt.min);
+  }
+  if (opt.min == 0) return "must be at most " + format_number(opt.type, max);
+  return "must be between " + format_number(opt.type, opt.min) + " and " +
+         format_number(opt.type, max);
+}
+
+// The value of a numeric field; nullopt when negative (possible only when set in code).
+std::optional<std::uint64_t> numeric_value(Ref ref) {
+  return std::visit(
+      [](auto* p) -> std::optional<std::uint64_t> {
+        using T = std::remove_pointer_t<decltype(p)>;
+        if constexpr (std::is_same_v<T, Millis>) {
+          if (p->count() < 0) return std::nullopt;
+          return static_cast<std::uint64_t>(p->count());
+        } else if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+          if (*p < 0) return std::nullopt;
+          return static_cast<std::uint64_t>(*p);
+        } else {
+          return std::nullopt;
+        }
+      },
+      ref);
+}
+
+std::string format_value(const Option& opt, const Config& config) {
+  Ref ref = field_of(opt, config);
+  switch (opt.type) {
+    case Type::String:
+    case Type::Enum:
+      return *std::get<std::string*>(ref);
+    case Type::Bool:
+      return *std::get<bool*>(ref) ? "true" : "false";
+    case Type::Endpoint:
+      return std::get<Endpoint*>(ref)->to_string();
+    case Type::Duration:
+      return format_duration(*std::get<Millis*>(ref));
+    case Type::Uint:
+    case Type::Size:
+      return std::visit(
+          [&](auto* p) -> std::string {
+            using T = std::remove_pointer_t<decltype(p)>;
+            if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+              if (*p < 0) return std::to_string(*p);
+              return format_number(opt.type, static_cast<std::uint64_t>(*p));
+            } else {
+              throw std::logic_error("config schema: " + std::string(opt.key) +
+                                     " is numeric but its field is not");
+            }
+          },
+          ref);
+  }
+  return "";
+}
+
+// Why `value` is out of range: the option's own range, or the field type's limit when the
+// option sets no maximum (databases: 5000000000 does not fit an unsigned).
+std::string out_of_range(const Option& opt, Ref ref, std::uint64_t value) {
+  const std::uint64_t max = effective_max(opt, ref);
+  if (value > max && max == type_max(ref)) return "must be at most " + format_number(opt.type, max);
+  return range_phrase(opt, ref);
+}
+
+// Stores a parsed number after the range check; `text` is what the user wrote.
+void store_number(const Option& opt, Ref ref, std::uint64_t value, std::string_view text) {
+  if (value < opt.min || value > effective_max(opt, ref)) {
+    throw std::invalid_argument(out_of_range(opt, ref, value) + ", got " + in_quotes(text));
+  }
+  std::visit(
+      [&](auto* p) {
+        using T = std::remove_pointer_t<decltype(p)>;
+        if constexpr (std::is_same_v<T, Millis>) {
+          *p = Millis(static_cast<Millis::rep>(value));
+        } else if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+          *p = static_cast<T>(value);
+        } else {
+          throw std::logic_error("config schema: " + std::string(opt.key) +
+                                 " is numeric but its field is not");
+        }
+      },
+      ref);
+}
+
+// Parses `text` as the option's type and stores it; throws std::invalid_argument.
+void apply(const Option& opt, Config& config, std::string_view text) {
+  Ref ref = opt.field(config);
+  switch (opt.type) {
+    case Type::String:
+      *std::get<std::string*>(ref) = std::string(text);
+      return;
+    case Type::Bool:
+      // YAML 1.2 booleans only: "yes"/"on" are strings there, so accepting them would mean one
+      // thing to us and another to other YAML tools.
+      if (text == "true" || text == "false") {
+        *std::get<bool*>(ref) = text == "true";
+        return;
+      }
+      throw std::invalid_argument(expected(opt) + ", got " + in_quotes(text));
+    case Type::Enum:
+      for (std::string_view choice : opt.choices) {
+        if (lower(text) == choice) {
+          *std::get<std::string*>(ref) = std::string(choice);
+          return;
+        }
+      }
+      throw std::invalid_argument(expected(opt) + ", got " + in_quotes(text));
+    case Type::Endpoint:
+      *std::get<Endpoint*>(ref) = parse_endpoint(text);
+      return;
+    case Type::Uint: {
+      if (!all_digits(text)) {
+        throw std::invalid_argument(expected(opt) + ", got " + in_quotes(text));
+      }
+      std::optional<std::uint64_t> value = to_u64(text);
+      if (!value) throw std::invalid_argument("number is too large, got " + in_quotes(text));
+      store_number(opt, ref, *value, text);
+      return;
+    }
+    case Type::Size:
+      store_number(opt, ref, parse_size(text), text);
+      return;
+    case Type::Duration:
+      store_number(opt, ref, static_cast<std::uint64_t>(parse_duration(text).count()), text);
+      return;
+  }
+}
+
+// Rules between options. A rule is reported against `key`, or against `other` when only that
+// one was written in the file, so the line number points at something the user wrote.
+struct Rule {
+  std::string_view key;
+  std::string_view other;
+  std::optional<std::string> (*check)(const Config&);  // the reason when broken
+};
+
+constexpr Rule kRules[] = {
+    {"upstream.reconnect_backoff_min", "upstream.reconnect_backoff_max",
+     [](const Config& c) -> std::optional<std::string> {
+       if (c.upstream.reconnect_backoff_min <= c.upstream.reconnect_backoff_max) {
+         return std::nullopt;
+       }
+       return "upstream.reconnect_backoff_min (" +
+              format_duration(c.upstream.reconnect_backoff_min) +
+              ") must not be greater than upstream.reconnect_backoff_max (" +
+              format_duration(c.upstream.reconnect_backoff_max) + ")";
+     }},
+    // Redis's AUTH <user> <password> always takes a password; a password alone authenticates
+    // the default user, so that case is fine.
+    {"upstream.username", "",
+     [](const Config& c) -> std::optional<std::string> {
+       if (c.upstream.username.empty() || !c.upstream.password.empty()) return std::nullopt;
+       return std::string("set but upstream.password is empty; AUTH with a username needs ") +
+              "that user's password";
+     }},
+};
+
+// The reason `opt`'s current value is invalid, if it is (values set in code skip the parser).
+std::optional<std::string> check_value(const Option& opt, const Config& config) {
+  Ref ref = field_of(opt, config);
+  switch (opt.type) {
+    case Type::String:
+    case Type::Bool:
+      return std::nullopt;
+    case Type::Enum: {
+      const std::string& value = *std::get<std::string*>(ref);
+      if (std::find(opt.choices.begin(), opt.choices.end(), value) != opt.choices.end()) {
+        return std::nullopt;
+      }
+      return expected(opt) + ", got " + in_quotes(value);
+    }
+    case Type::Endpoint: {
+      const Endpoint& value = *std::get<Endpoint*>(ref);
+      if (!value.host.empty() && value.port != 0) return std::nullopt;
+      return expected(opt) + ", got " + in_quotes(value.to_string());
+    }
+    case Type::Uint:
+    case Type::Size:
+    case Type::Duration: {
+      std::optional<std::uint64_t> value = numeric_value(ref);
+      if (value && *value >= opt.min && *value <= effective_max(opt, ref)) return std::nullopt;
+      std::string phrase = value ? out_of_range(opt, ref, *value) : range_phrase(opt, ref);
+      if (phrase.empty()) phrase = "must not be negative";
+      return phrase + ", got " + in_quotes(format_value(opt, config));
+    }
+  }
+  return std::nullopt;
+}
+
+struct Violation {
+  std::string_view key;
+  std::string_view other;  // a second key the reason is also about, or ""
+  std::string reason;
+};
+
+std::optional<Violation> first_violation(const Config& config) {
+  for (const Option& opt : kOptions) {
+    if (auto reason = check_value(opt, config)) return Violation{opt.key, "", *reason};
+  }
+  for (const Rule& rule : kRules) {
+    if (auto reason = rule.check(config)) return Violation{rule.key, rule.other, *reason};
+  }
+  return std::nullopt;
+}
+
+// Loader -------------------------------------------------------------------------------------
+
+std::string describe_node(const YAML::Node& node) {
+  if (node.IsMap()) return "a mapping";
+  if (node.IsSequence()) return "a list";
+  if (node.IsNull()) return "nothing";
+  return in_quotes(node.Scalar());
+}
+
+class Loader {
+ public:
+  explicit Loader(std::string source) : source_(std::move(source)) {}
+
+  Config load(const std::string& yaml) {
+    std::vector<YAML::Node> documents;
+    try {
+      documents = YAML::LoadAll(yaml);
+    } catch (const YAML::Exception& e) {  // ParserException, or DeepRecursion on absurd nesting
+      if (e.mark.is_null()) throw ConfigError(source_ + ": invalid YAML: " + e.msg);
+      throw ConfigError(source_ + ":" + std::to_string(e.mark.line + 1) +
+                        ": invalid YAML (column " + std::to_string(e.mark.column + 1) +
+                        "): " + e.msg);
+    }
+    if (documents.size() > 1) {
+      throw ConfigError(source_ + ":" + std::to_string(documents[1].Mark().line + 1) +
+                        ": expected one YAML document, found a second one");
+    }
+    // An empty file, or one with only comments, has no document or a null one: all defaults.
+    if (documents.empty() || documents[0].IsNull()) return config_;
+    const YAML::Node& root = documents[0];
+    if (!root.IsMap()) {
+      fail(root.Mark().line + 1, "",
+           "expected options (key: value lines) at the top level, got " + describe_node(root));
+    }
+    walk(root, "");
+    if (std::optional<Violation> v = first_violation(config_)) {
+      // Values from the file were range-checked as they were read; what is left are rules
+      // between options. Point at whichever of the keys the file wrote.
+      std::string_view key = v->key;
+      if (!lines_.contains(key) && !v->other.empty() && lines_.contains(v->other)) key = v->other;
+      auto line = lines_.find(key);
+      fail(line == lines_.end() ? 0 : line->second, key, v->reason);
+    }
+    return config_;
+  }
+
+ private:
+  void walk(const YAML::Node& map, const std::string& prefix) {
+    // By value: yaml-cpp's iterators hand out temporaries, so a reference would dangle.
+    for (const auto entry : map) {
+      const YAML::Node key_node = entry.first;
+      const YAML::Node value = entry.second;
+      const int line = key_node.Mark().line + 1;
+      if (!key_node.IsScalar()) {
+        fail(line, prefix, "keys must be plain names, got " + describe_node(key_node));
+      }
+      const std::string& name = key_node.Scalar();
+      const std::string key = prefix.empty() ? name : prefix + "." + name;
+      // One way to write a key: "upstream.address:" at the top level would be a second one.
+      if (name.find('.') != std::string::npos) {
+        fail(line, key,
+             "keys are nested, not dotted: write the section and indent the key below it");
+      }
+      // yaml-cpp keeps both copies of a repeated key; YAML says keys are unique, and silently
+      // taking one of them would hide an editing mistake.
+      if (auto [first, inserted] = lines_.emplace(key, line); !inserted) {
+        fail(line, key, "duplicate key (first set on line " + std::to_string(first->second) + ")");
+      }
+      if (const Option* opt = find_option(key)) {
+        read_option(*opt, value, line);
+      } else if (is_section(key)) {
+        // A section whose options are all commented out is null: nothing to set.
+        if (value.IsNull()) continue;
+        if (!value.IsMap()) {
+          fail(line, key,
+               "expected a section of indented key: value lines, got " + describe_node(value));
+        }
+        walk(value, key);
+      } else {
+        fail(line, key, "unknown key" + suggestion(key));
+      }
+    }
+  }
+
+  void read_option(const Option& opt, const YAML::Node& value, int line) {
+    if (value.IsNull()) {
+      fail(line, opt.key,
+           "no value; " + expected(opt) + " (or remove the line to use the default)");
+    }
+    if (!value.IsScalar()) {
+      std::string reason = expected(opt) + ", got " + describe_node(value);
+      // "[::1]:6380" unquoted starts a YAML list.
+      if (opt.type == Type::Endpoint) reason += " (quote IPv6 addresses: \"[::1]:6379\")";
+      fail(line, opt.key, reason);
+    }
+    try {
+      apply(opt, config_, value.Scalar());
+    } catch (const std::invalid_argument& e) {
+      fail(line, opt.key, e.what());
+    }
+  }
+
+  // "respguard.yaml:12: upstream.request_timeout: <reason>"; line 0 = unknown.
+  [[noreturn]] void fail(int line, std::string_view key, const std::string& reason) const {
+    std::string message = source_;
+    if (line > 0) message += ":" + std::to_string(line);
+    message += ": ";
+    if (!key.empty()) message += std::string(key) + ": ";
+    throw ConfigError(message + reason);
+  }
+
+  std::string source_;
+  Config config_;
+  std::map<std::string, int, std::less<>> lines_;  // key path -> line that set it
+};
+
+std::string escape_markdown_cell(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '|') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+std::string capitalized(std::string text) {
+  if (!text.empty()) text[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(text[0])));
+  return text;
+}
+
+}  // namespace
+
+// Text forms ---------------------------------------------------------------------------------
+
+std::string Endpoint::to_string() const {
+  // An IPv6 literal needs brackets, or its colons run into the port's.
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
+}
+
+Endpoint parse_endpoint(std::string_view text) {
+  const std::string bad =
+      "expected HOST:PORT such as 127.0.0.1:6379 or [::1]:6379, got " + in_quotes(text);
+  std::string_view host;
+  std::string_view port;
+  if (text.starts_with('[')) {
+    std::size_t close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      throw std::invalid_argument(bad);
+    }
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    std::size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos) throw std::invalid_argument(bad);
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) {
+      throw std::invalid_argument("IPv6 addresses need brackets, such as [::1]:6379, got " +
+                                  in_quotes(text));
+    }
+  }
+  const bool host_ok = !host.empty() && std::none_of(host.begin(), host.end(), [](char c) {
+    return std::isspace(static_cast<unsigned char>(c)) || c == '[' || c == ']' || c == '/';
+  });
+  if (!host_ok || port.empty()) throw std::invalid_argument(bad);
+  std::optional<std::uint64_t> number = to_u64(port);
+  if (!number || *number < 1 || *number > 65535) {
+    throw std::invalid_argument("port must be between 1 and 65535, got " + in_quotes(text));
+  }
+  return Endpoint{std::string(host), static_cast<std::uint16_t>(*number)};
+}
+
+Millis parse_duration(std::string_view text) {
+  const std::string bad = "expected a duration such as 500ms, 5s or 1m, got " + in_quotes(text);
+  auto [digits, unit] = split_number(text);
+  if (digits.empty()) throw std::invalid_argument(bad);
+  std::optional<std::uint64_t> value = to_u64(digits);  // nullopt: too large
+  if (unit.empty()) {
+    if (value == 0u) return Millis(0);
+    // 5000 could mean ms (Redis's timeouts) or s (Redis's `timeout`): make the writer say.
+    throw std::invalid_argument("expected a duration with a unit such as " + std::string(digits) +
+                                "ms or " + std::string(digits) +
+                                "s (a plain number is ambiguous), got " + in_quotes(text));
+  }
+  std::optional<std::uint64_t> factor = unit_factor(kDurationUnits, unit);
+  if (!factor) throw std::invalid_argument(bad);
+  constexpr auto kMax = static_cast<std::uint64_t>(std::numeric_limits<Millis::rep>::max());
+  if (!value || *value > kMax / *factor) {
+    throw std::invalid_argument("duration is too large, got " + in_quotes(text));
+  }
+  return Millis(static_cast<Millis::rep>(*value * *factor));
+}
+
+std::size_t parse_size(std::string_view text) {
+  auto [digits, unit] = split_number(text);
+  std::optional<std::uint64_t> factor = unit_factor(kSizeUnits, unit);
+  if (digits.empty() || !factor) {
+    throw std::invalid_argument("expected a size such as 1024, 64kb, 512mb or 1gb, got " +
+                                in_quotes(text));
+  }
+  std::optional<std::uint64_t> value = to_u64(digits);  // nullopt: too large
+  constexpr auto kMax = static_cast<std::uint64_t>(std::numeric_limits<std::size_t>::max());
+  if (!value || *value > kMax / *factor) {
+    throw std::invalid_argument("size is too large, got " + in_quotes(text));
+  }
+  return static_cast<std::size_t>(*value * *factor);
+}
+
+// Config -------------------------------------------------------------------------------------
+
+bool Config::operator==(const Config& other) const {
+  for (const Option& opt : kOptions) {
+    bool same = std::visit(
+        [](auto* a, auto* b) {
+          if constexpr (std::is_same_v<decltype(a), decltype(b)>) {
+            return *a == *b;
+          } else {
+            return false;
+          }
+        },
+        field_of(opt, *this), field_of(opt, other));
+    if (!same) return false;
+  }
+  return true;
+}
+
+Config load_string(const std::string& yaml, const std::string& source_name) {
+  return Loader(source_name).load(yaml);
+}
+
+Config load_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    throw ConfigError(path + ": cannot read: is a directory");
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(path + ": cannot open: " + std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw ConfigError(path + ": cannot read: " + std::strerror(errno));
+  return load_string(text.str(), path);
+}
+
+void set_option(Config& config, std::string_view key, std::string_view value) {
+  const Option* opt = find_option(key);
+  if (opt == nullptr) {
+    throw std::invalid_argument("unknown option " + in_quotes(key) + suggestion(key));
+  }
+  apply(*opt, config, value);
+}
+
+void validate(const Config& config) {
+  if (std::optional<Violation> v = first_violation(config)) {
+    throw ConfigError(std::string(v->key) + ": " + v->reason);
+  }
+}
+
+std::string reference_markdown() {
+  const Config defaults;
+  std::string out =
+      "| Key | Type | Default | Description |\n"
+      "|-----|------|---------|-------------|\n";
+  for (const Option& opt : kOptions) {
+    std::string value = format_value(opt, defaults);
+    std::string description(opt.help);
+    std::string range = range_phrase(opt, field_of(opt, defaults));
+    if (!range.empty()) description += " " + capitalized(range) + ".";
+    if (!opt.choices.empty()) {
+      description += " One of:";
+      for (std::size_t i = 0; i < opt.choices.size(); ++i) {
+        description += (i == 0 ? " `" : ", `") + std::string(opt.choices[i]) + "`";
+      }
+      description += ".";
+    }
+    out += "| `" + std::string(opt.key) + "` | " + std::string(type_name(opt.type)) + " | " +
+           (value.empty() ? "`\"\"`" : "`" + value + "`") + " | " +
+           escape_markdown_cell(description) + " |\n";
+  }
+  return out;
+}
+
+}  // namespace respguard::config

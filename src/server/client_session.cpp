@@ -1,0 +1,732 @@
+#include "respguard/server/client_session.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+
+#include "respguard/common/errors.hpp"
+#include "respguard/resp/writer.hpp"
+#include "respguard/server/worker.hpp"
+
+namespace respguard::server {
+namespace {
+
+using resp::CommandId;
+using resp::iequals;
+using upstream::UpstreamConnection;
+
+constexpr std::size_t kReadChunk = 16 * 1024;
+constexpr std::size_t kKeepBuffer = 64 * 1024;  // larger buffers are released once drained
+constexpr std::size_t kInitialSlots = 16;
+
+std::string endpoint_text(const tcp::endpoint& ep) {
+  if (ep.address().is_v6()) return "[" + ep.address().to_string() + "]:" + std::to_string(ep.port());
+  return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+bool parse_int(std::string_view s, long long& out) {
+  if (s.empty()) return false;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc() && end == s.data() + s.size();
+}
+
+// Redis accepts printable ASCII without spaces in client names (clientSetName).
+bool valid_client_name(std::string_view name) {
+  for (char c : name) {
+    if (c < '!' || c > '~') return false;
+  }
+  return true;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+}  // namespace
+
+ClientSession::ClientSession(Worker& worker, tcp::socket socket, std::uint64_t id)
+    : worker_(worker),
+      socket_(std::move(socket)),
+      id_(id),
+      config_(worker.config()),
+      parser_(worker.config().protocol),
+      slots_(kInitialSlots) {
+  boost::system::error_code ec;
+  std::string addr = "?", laddr = "?";
+  if (auto ep = socket_.remote_endpoint(ec); !ec) addr = endpoint_text(ep);
+  if (auto ep = socket_.local_endpoint(ec); !ec) laddr = endpoint_text(ep);
+  socket_.set_option(tcp::no_delay(true), ec);
+  info_ = worker_.shared().registry.add(id_, std::move(addr), std::move(laddr));
+}
+
+ClientSession::~ClientSession() {
+  worker_.shared().registry.remove(id_);
+  worker_.shared().clients.fetch_sub(1, std::memory_order_relaxed);
+  worker_.on_session_closed(this);
+}
+
+void ClientSession::start() { start_read(); }
+
+// ---------------------------------------------------------------------------- reading
+
+void ClientSession::start_read() {
+  if (closing_) return;
+  char* dst = rbuf_.prepare(kReadChunk, parser_.bytes_hint());
+  socket_.async_read_some(asio::buffer(dst, rbuf_.free_space()),
+                          [this, self = shared_from_this()](boost::system::error_code ec,
+                                                            std::size_t n) {
+                            if (closed_) return;
+                            if (ec) {
+                              // Closing after a QUIT: the owed replies are still written.
+                              if (closing_) return maybe_finish();
+                              // The peer is gone; what is in flight is discarded on arrival.
+                              return close();
+                            }
+                            on_read(n);
+                          });
+}
+
+void ClientSession::on_read(std::size_t n) {
+  rbuf_.commit(n);
+  now_ = SteadyClock::now();
+  info_->last_active_ms.store(steady_ms(now_), std::memory_order_relaxed);
+  if (config_.server.query_buffer_limit > 0 && rbuf_.size() > config_.server.query_buffer_limit) {
+    spdlog::warn("client {} {}: query buffer limit ({} bytes) reached; closing", id_,
+                 info_->addr, config_.server.query_buffer_limit);
+    reply_error(errors::kQueryBufferLimit);
+    close_after_flush();
+    flush_output();
+    return;
+  }
+  process_input();
+  if (!closing_) start_read();
+}
+
+void ClientSession::process_input() {
+  if (processing_ || closing_) return;
+  processing_ = true;
+  now_ = SteadyClock::now();
+  while (!closing_ && !stalled_ && !rbuf_.empty()) {
+    resp::ParseResult r = parser_.parse(rbuf_.readable(), cmd_);
+    if (r.status == resp::ParseStatus::NeedMore) break;
+    if (r.status == resp::ParseStatus::Error) {
+      // Redis answers a protocol error and closes the connection; so do we.
+      scratch_.assign("ERR ").append(r.error);
+      reply_error(scratch_);
+      spdlog::debug("client {} {}: {}", id_, info_->addr, r.error);
+      close_after_flush();
+      break;
+    }
+    if (!cmd_.empty() && dispatch(cmd_) == Dispatch::Stall) {
+      stalled_ = true;
+      parser_.reset();  // the request is parsed again once the switch can happen
+      break;
+    }
+    rbuf_.consume(r.consumed);
+  }
+  if (rbuf_.empty()) rbuf_.shrink_if_idle(kKeepBuffer);
+  processing_ = false;
+  if (last_target_ != nullptr) last_target_->flush();
+  flush_output();
+  maybe_finish();
+}
+
+// ---------------------------------------------------------------------------- dispatch
+
+ClientSession::Dispatch ClientSession::dispatch(const resp::Command& cmd) {
+  const resp::CommandInfo* info = resp::lookup_command(cmd.args[0]);
+  const CommandId id = info ? info->id : CommandId::Other;
+
+  if (push_mode_) {
+    // The dedicated connection speaks for the client now: (P|S)SUBSCRIBE replies, PING in
+    // subscribed context, QUIT and RESET all come from Redis, in order with the messages.
+    forward_push_mode(cmd);
+    if (id == CommandId::Reset) {
+      db_ = 0;
+      proto_ = 2;
+    }
+    return Dispatch::Done;
+  }
+  if (in_multi_) {
+    // Redis queues everything between MULTI and EXEC; even PING must come back inside EXEC.
+    switch (id) {
+      case CommandId::Exec:
+      case CommandId::Discard:
+        in_multi_ = false;
+        watching_ = false;
+        return forward(cmd, info, true, id == CommandId::Exec ? SlotKind::Exec : SlotKind::Normal);
+      case CommandId::Quit:
+      case CommandId::Reset:
+        break;  // handled below
+      case CommandId::Select:
+        if (cmd.argc() == 2) {
+          long long db;
+          if (parse_int(cmd.args[1], db)) multi_select_db_ = static_cast<int>(db);
+        }
+        if (dedicated_) dedicated_->forget_db();
+        return forward(cmd, info, true);
+      default:
+        return forward(cmd, info, true);
+    }
+  }
+
+  switch (id) {
+    case CommandId::Other:
+      return forward(cmd, info, false);
+    case CommandId::Ping:
+      if (cmd.argc() > 2) {
+        reply_wrong_args("ping");
+      } else if (cmd.argc() == 2) {
+        scratch_.clear();
+        resp::write_bulk(scratch_, cmd.args[1]);
+        reply_local(scratch_);
+      } else {
+        reply_local("+PONG\r\n");
+      }
+      return Dispatch::Done;
+    case CommandId::Echo:
+      if (cmd.argc() != 2) {
+        reply_wrong_args("echo");
+      } else {
+        scratch_.clear();
+        resp::write_bulk(scratch_, cmd.args[1]);
+        reply_local(scratch_);
+      }
+      return Dispatch::Done;
+    case CommandId::Quit:
+      reply_local("+OK\r\n");
+      close_after_flush();
+      return Dispatch::Done;
+    case CommandId::Reset:
+      cmd_reset();
+      return Dispatch::Done;
+    case CommandId::Select:
+      cmd_select(cmd);
+      return Dispatch::Done;
+    case CommandId::Hello:
+      if (dedicated_) {
+        dedicated_dirty_ = true;  // the connection's protocol changes with the client's
+        return forward(cmd, info, true);
+      }
+      cmd_hello(cmd);
+      return Dispatch::Done;
+    case CommandId::Auth:
+      cmd_auth(cmd);
+      return Dispatch::Done;
+    case CommandId::Client:
+      return cmd_client(cmd);
+    case CommandId::Multi: {
+      Dispatch d = forward(cmd, info, true);
+      if (d == Dispatch::Done && dedicated_) {
+        in_multi_ = true;
+        multi_select_db_ = -1;
+      }
+      return d;
+    }
+    case CommandId::Watch: {
+      Dispatch d = forward(cmd, info, true);
+      if (d == Dispatch::Done && dedicated_) watching_ = true;
+      return d;
+    }
+    case CommandId::Exec:
+    case CommandId::Discard:
+    case CommandId::Unwatch:
+      // Outside MULTI: with WATCH state they belong on its connection; otherwise Redis gives
+      // its usual answer ("ERR EXEC without MULTI", +OK) from any connection.
+      if (id != CommandId::Unwatch || watching_) watching_ = false;
+      return forward(cmd, info, dedicated_ != nullptr);
+    case CommandId::Subscribe:
+    case CommandId::PSubscribe:
+    case CommandId::SSubscribe:
+    case CommandId::Monitor: {
+      // Every reply owed must be matched before replies start to pass through unmatched.
+      if (inflight_ > 0) return Dispatch::Stall;
+      if (acquire_dedicated() == nullptr) return Dispatch::Done;
+      push_mode_ = true;
+      dedicated_->set_push_sink(this);
+      forward_push_mode(cmd);
+      return Dispatch::Done;
+    }
+    case CommandId::Blocking:
+    case CommandId::XRead:
+    case CommandId::XReadGroup: {
+      auto timeout = resp::blocking_timeout_ms(*info, cmd.args);
+      if (!timeout && id != CommandId::Blocking) return forward(cmd, info, false);
+      return forward(cmd, info, true);
+    }
+    case CommandId::Unsupported:
+      reply_error(errors::kUnsupportedCommand);
+      return Dispatch::Done;
+  }
+  return forward(cmd, info, false);
+}
+
+UpstreamConnection* ClientSession::acquire_dedicated() {
+  if (dedicated_) return dedicated_.get();
+  dedicated_ = worker_.pool().acquire_dedicated(proto_);
+  if (!dedicated_) {
+    spdlog::warn("client {}: {}", id_, errors::kTooManyPinned);
+    reply_error(errors::kTooManyPinned);
+    return nullptr;
+  }
+  dedicated_dirty_ = false;
+  std::weak_ptr<ClientSession> weak = shared_from_this();
+  dedicated_->set_on_closed([weak] {
+    auto self = weak.lock();
+    if (!self || self->closed_) return;
+    // Its pending requests were answered with errors already. A client that was in a
+    // transaction or subscribed must learn its state is gone: close it, as Redis would.
+    const bool stateful = self->in_multi_ || self->watching_ || self->push_mode_;
+    self->drop_dedicated(false);
+    if (stateful) {
+      self->close_after_flush();
+      self->flush_output();
+      self->maybe_finish();
+    }
+  });
+  return dedicated_.get();
+}
+
+void ClientSession::drop_dedicated(bool clean) {
+  if (!dedicated_) return;
+  auto conn = std::move(dedicated_);
+  dedicated_.reset();
+  if (last_target_ == conn.get()) last_target_ = nullptr;
+  conn->set_on_closed(nullptr);
+  in_multi_ = watching_ = push_mode_ = false;
+  worker_.pool().release_dedicated(std::move(conn), clean && !dedicated_dirty_);
+}
+
+void ClientSession::maybe_release_dedicated() {
+  if (dedicated_ && inflight_ == 0 && !in_multi_ && !watching_ && !push_mode_) {
+    drop_dedicated(true);
+  }
+}
+
+ClientSession::Dispatch ClientSession::forward(const resp::Command& cmd,
+                                               const resp::CommandInfo* info, bool need_dedicated,
+                                               SlotKind kind) {
+  UpstreamConnection* target = dedicated_.get();
+  if (need_dedicated && target == nullptr) {
+    if (inflight_ > 0) return Dispatch::Stall;
+    target = acquire_dedicated();
+    if (target == nullptr) return Dispatch::Done;
+  }
+  if (target == nullptr) target = &worker_.pool().shared(proto_, id_);
+  if (inflight_ > 0 && target != last_target_) return Dispatch::Stall;
+  if (!target->accepting()) {
+    reply_error(errors::kUpstreamUnavailable);
+    return Dispatch::Done;
+  }
+
+  auto deadline = now_ + config_.upstream.request_timeout;
+  bool blocking = false;
+  if (info != nullptr && !in_multi_ && kind == SlotKind::Normal) {
+    if (auto timeout = resp::blocking_timeout_ms(*info, cmd.args)) {
+      blocking = true;
+      deadline = *timeout == 0 ? UpstreamConnection::kNoDeadline
+                               : now_ + std::chrono::milliseconds(*timeout) +
+                                     config_.upstream.blocking_timeout_margin;
+    }
+  }
+  target->select_db(db_, now_ + config_.upstream.request_timeout);
+  const std::uint64_t seq = push_slot(kind);
+  if (cmd.inline_form) {
+    resp::write_command(target->write_buffer(), cmd.args);
+  } else {
+    target->write_buffer().append(cmd.raw);
+  }
+  target->commit_request(this, seq, deadline, blocking);
+  if (inflight_++ == 0) keepalive_ = shared_from_this();
+  last_target_ = target;
+  return Dispatch::Done;
+}
+
+void ClientSession::forward_push_mode(const resp::Command& cmd) {
+  UpstreamConnection* conn = dedicated_.get();
+  conn->select_db(db_, now_ + config_.upstream.request_timeout);
+  if (cmd.inline_form) {
+    scratch_.clear();
+    resp::write_command(scratch_, cmd.args);
+    conn->send_unmatched(scratch_);
+  } else {
+    conn->send_unmatched(cmd.raw);
+  }
+  last_target_ = conn;
+}
+
+// ---------------------------------------------------------------------------- local commands
+
+void ClientSession::cmd_select(const resp::Command& cmd) {
+  if (cmd.argc() != 2) return reply_wrong_args("select");
+  long long db;
+  if (!parse_int(cmd.args[1], db)) return reply_error(errors::kNotInteger);
+  if (db < 0 || db >= static_cast<long long>(worker_.shared().upstream_info->databases())) {
+    return reply_error(errors::kDbIndexOutOfRange);
+  }
+  db_ = static_cast<int>(db);
+  worker_.shared().registry.update(*info_, [&](ClientInfo& i) { i.db = db_; });
+  reply_local("+OK\r\n");
+}
+
+bool ClientSession::credentials_ok(std::string_view user, std::string_view password) const {
+  const auto& up = config_.upstream;
+  if (up.password.empty()) return user == "default";  // Redis's nopass default user
+  std::string_view expected_user = up.username.empty() ? "default" : up.username;
+  return user == expected_user && password == up.password;
+}
+
+void ClientSession::cmd_auth(const resp::Command& cmd) {
+  // Clients authenticate with the upstream's credentials (the proxy holds them), so an app
+  // moved from Redis to the sidecar keeps working unchanged.
+  if (cmd.argc() < 2 || cmd.argc() > 3) return reply_wrong_args("auth");
+  if (cmd.argc() == 2 && config_.upstream.password.empty()) {
+    return reply_error(errors::kNoPasswordConfigured);
+  }
+  const std::string_view user = cmd.argc() == 3 ? cmd.args[1] : std::string_view("default");
+  const std::string_view default_user =
+      config_.upstream.username.empty() ? std::string_view("default") : config_.upstream.username;
+  if (!credentials_ok(cmd.argc() == 3 ? user : default_user, cmd.args.back())) {
+    return reply_error(errors::kWrongPass);
+  }
+  reply_local("+OK\r\n");
+}
+
+void ClientSession::cmd_hello(const resp::Command& cmd) {
+  int proto = proto_;
+  if (cmd.argc() >= 2) {
+    long long v;
+    if (!parse_int(cmd.args[1], v)) {
+      return reply_error("ERR Protocol version is not an integer or out of range");
+    }
+    if (v < 2 || v > 3) return reply_error(errors::kNoProto);
+    proto = static_cast<int>(v);
+  }
+  std::string_view new_name;
+  bool set_name = false;
+  for (std::size_t i = 2; i < cmd.argc(); ++i) {
+    if (iequals(cmd.args[i], "auth") && i + 2 < cmd.argc()) {
+      if (!credentials_ok(cmd.args[i + 1], cmd.args[i + 2])) {
+        return reply_error(errors::kWrongPass);
+      }
+      i += 2;
+    } else if (iequals(cmd.args[i], "setname") && i + 1 < cmd.argc()) {
+      new_name = cmd.args[++i];
+      if (!valid_client_name(new_name)) return reply_error(errors::kClientNameInvalid);
+      set_name = true;
+    } else {
+      return reply_error("ERR Syntax error in HELLO option '" + std::string(cmd.args[i]) + "'");
+    }
+  }
+  proto_ = proto;
+  if (set_name) name_ = std::string(new_name);
+  worker_.shared().registry.update(*info_, [&](ClientInfo& i) {
+    i.resp = proto_;
+    i.name = name_;
+  });
+  const auto& up = *worker_.shared().upstream_info;
+  scratch_.clear();
+  resp::write_map_header(scratch_, 7, proto_);
+  resp::write_bulk(scratch_, "server");
+  resp::write_bulk(scratch_, "redis");
+  resp::write_bulk(scratch_, "version");
+  resp::write_bulk(scratch_, up.version());
+  resp::write_bulk(scratch_, "proto");
+  resp::write_integer(scratch_, proto_);
+  resp::write_bulk(scratch_, "id");
+  resp::write_integer(scratch_, static_cast<std::int64_t>(id_));
+  resp::write_bulk(scratch_, "mode");
+  resp::write_bulk(scratch_, up.mode());
+  resp::write_bulk(scratch_, "role");
+  resp::write_bulk(scratch_, "master");
+  resp::write_bulk(scratch_, "modules");
+  resp::write_array_header(scratch_, 0);
+  reply_local(scratch_);
+}
+
+ClientSession::Dispatch ClientSession::cmd_client(const resp::Command& cmd) {
+  if (cmd.argc() < 2) {
+    reply_wrong_args("client");
+    return Dispatch::Done;
+  }
+  const std::string_view sub = cmd.args[1];
+  if (iequals(sub, "setname")) {
+    if (cmd.argc() != 3) {
+      reply_wrong_args("client|setname");
+    } else if (!valid_client_name(cmd.args[2])) {
+      reply_error(errors::kClientNameInvalid);
+    } else {
+      name_ = std::string(cmd.args[2]);
+      worker_.shared().registry.update(*info_, [&](ClientInfo& i) { i.name = name_; });
+      reply_local("+OK\r\n");
+    }
+  } else if (iequals(sub, "getname")) {
+    scratch_.clear();
+    if (name_.empty()) {
+      resp::write_null(scratch_, proto_);
+    } else {
+      resp::write_bulk(scratch_, name_);
+    }
+    reply_local(scratch_);
+  } else if (iequals(sub, "id")) {
+    scratch_.clear();
+    resp::write_integer(scratch_, static_cast<std::int64_t>(id_));
+    reply_local(scratch_);
+  } else if (iequals(sub, "setinfo")) {
+    if (cmd.argc() != 4) {
+      reply_wrong_args("client|setinfo");
+    } else if (!valid_client_name(cmd.args[3])) {
+      reply_error("ERR " + std::string(cmd.args[2]) +
+                  " cannot contain spaces, newlines or special characters.");
+    } else if (iequals(cmd.args[2], "lib-name") || iequals(cmd.args[2], "lib-ver")) {
+      const bool is_name = iequals(cmd.args[2], "lib-name");
+      std::string value(cmd.args[3]);
+      worker_.shared().registry.update(*info_, [&](ClientInfo& i) {
+        (is_name ? i.lib_name : i.lib_ver) = value;
+      });
+      reply_local("+OK\r\n");
+    } else {
+      reply_error("ERR Unrecognized option '" + std::string(cmd.args[2]) + "'");
+    }
+  } else if (iequals(sub, "info")) {
+    scratch_.clear();
+    resp::write_verbatim(scratch_, worker_.shared().registry.info_line(*info_), proto_);
+    reply_local(scratch_);
+  } else if (iequals(sub, "list")) {
+    scratch_.clear();
+    resp::write_verbatim(scratch_, worker_.shared().registry.list(), proto_);
+    reply_local(scratch_);
+  } else if (iequals(sub, "reply")) {
+    if (cmd.argc() != 3) {
+      reply_wrong_args("client|reply");
+    } else if (iequals(cmd.args[2], "on")) {
+      reply_off_ = skip_next_reply_ = false;
+      reply_local("+OK\r\n");
+    } else if (iequals(cmd.args[2], "off")) {
+      reply_off_ = true;  // no reply, not even to this command
+    } else if (iequals(cmd.args[2], "skip")) {
+      skip_next_reply_ = !reply_off_;
+    } else {
+      reply_error(errors::kSyntax);
+    }
+  } else if (iequals(sub, "tracking")) {
+    // Invalidation pushes arrive on the tracking connection: give the client its own.
+    if (inflight_ > 0) return Dispatch::Stall;
+    if (acquire_dedicated() == nullptr) return Dispatch::Done;
+    push_mode_ = true;
+    dedicated_->set_push_sink(this);
+    forward_push_mode(cmd);
+  } else {
+    // KILL, PAUSE, UNPAUSE, NO-EVICT, NO-TOUCH, CACHING, GETREDIR, ...: Redis answers.
+    return forward(cmd, resp::lookup_command(cmd.args[0]), false);
+  }
+  return Dispatch::Done;
+}
+
+void ClientSession::cmd_reset() {
+  // RESET: leave MULTI/WATCH/subscriptions, db 0, RESP2, no name, replies on.
+  if (dedicated_) {
+    if (inflight_ > 0) {
+      // Answered in order once the dedicated connection's replies are in: close it now and
+      // let those requests fail fast rather than wait for a blocked call.
+      drop_dedicated(false);
+    } else {
+      drop_dedicated(!in_multi_ && !watching_ && !push_mode_);
+    }
+  }
+  in_multi_ = watching_ = push_mode_ = false;
+  db_ = 0;
+  proto_ = 2;
+  name_.clear();
+  reply_off_ = skip_next_reply_ = false;
+  worker_.shared().registry.update(*info_, [&](ClientInfo& i) {
+    i.db = 0;
+    i.resp = 2;
+    i.name.clear();
+  });
+  reply_local("+RESET\r\n");
+}
+
+// ---------------------------------------------------------------------------- replies
+
+std::uint64_t ClientSession::push_slot(SlotKind kind) {
+  if (tail_seq_ - head_seq_ == slots_.size()) {
+    // Grow the ring, keeping sequence -> index = seq % size.
+    std::vector<Slot> bigger(slots_.size() * 2);
+    for (std::uint64_t s = head_seq_; s != tail_seq_; ++s) {
+      bigger[s % bigger.size()] = std::move(slots_[s % slots_.size()]);
+    }
+    slots_.swap(bigger);
+  }
+  Slot& slot = slots_[tail_seq_ % slots_.size()];
+  slot.done = false;
+  slot.kind = kind;
+  slot.discard = reply_off_ || skip_next_reply_;
+  slot.data.clear();
+  skip_next_reply_ = false;
+  return tail_seq_++;
+}
+
+void ClientSession::reply_local(std::string_view bytes) {
+  if (reply_off_ || skip_next_reply_) {
+    skip_next_reply_ = false;
+    return;
+  }
+  if (head_seq_ == tail_seq_) {
+    append_output(bytes);
+    return;
+  }
+  // Requests ahead of this one are still in flight: wait in a slot.
+  const std::uint64_t seq = push_slot(SlotKind::Normal);
+  Slot& slot = slots_[seq % slots_.size()];
+  slot.data.assign(bytes);
+  slot.done = true;
+}
+
+void ClientSession::reply_error(std::string_view message) {
+  std::string bytes;
+  bytes.reserve(message.size() + 3);
+  bytes.append("-").append(message).append("\r\n");
+  reply_local(bytes);
+}
+
+void ClientSession::reply_wrong_args(std::string_view command) {
+  reply_error("ERR wrong number of arguments for '" + lower(command) + "' command");
+}
+
+void ClientSession::on_reply(std::uint64_t cookie, std::string_view reply,
+                             const resp::ReplyInfo& info) {
+  if (cookie == UpstreamConnection::kPushCookie) {
+    append_output(reply);
+    schedule_flush();
+    return;
+  }
+  Slot& slot = slots_[cookie % slots_.size()];
+  if (slot.kind == SlotKind::Exec && multi_select_db_ >= 0) {
+    // A SELECT queued in the transaction ran if EXEC ran.
+    if (info.type == '*' && !info.is_null) db_ = multi_select_db_;
+    multi_select_db_ = -1;
+  }
+  if (cookie == head_seq_) {
+    if (!slot.discard && !closed_) append_output(reply);
+    ++head_seq_;
+    pop_completed_slots();
+  } else {
+    slot.data.assign(reply);
+    slot.done = true;
+  }
+  if (--inflight_ == 0) {
+    auto self = std::move(keepalive_);  // may be the last reference: keep us alive to the end
+    if (closed_) return;
+    maybe_release_dedicated();
+    if (stalled_ && !resume_posted_) {
+      resume_posted_ = true;
+      asio::post(socket_.get_executor(), [this, self] {
+        resume_posted_ = false;
+        stalled_ = false;
+        process_input();
+      });
+    }
+    schedule_flush();
+    return;
+  }
+  schedule_flush();
+}
+
+void ClientSession::schedule_flush() {
+  if (dirty_ || closed_) return;
+  dirty_ = true;
+  worker_.mark_dirty(shared_from_this());
+}
+
+void ClientSession::pop_completed_slots() {
+  while (head_seq_ != tail_seq_) {
+    Slot& slot = slots_[head_seq_ % slots_.size()];
+    if (!slot.done) break;
+    if (!slot.discard && !closed_) append_output(slot.data);
+    slot.done = false;
+    ++head_seq_;
+  }
+}
+
+void ClientSession::append_output(std::string_view bytes) {
+  if (closed_) return;
+  out_.append(bytes);
+  const std::size_t limit =
+      push_mode_ ? config_.server.pubsub_output_buffer_limit : config_.server.output_buffer_limit;
+  if (limit > 0 && out_.size() + writing_.size() > limit) {
+    // A client that does not read its replies must not make us hold unbounded memory.
+    spdlog::warn("client {} {}: output buffer limit ({} bytes) reached; closing", id_,
+                 info_->addr, limit);
+    close();
+  }
+}
+
+void ClientSession::flush_output() {
+  dirty_ = false;
+  if (!closed_ && !write_in_flight_ && !out_.empty()) start_write();
+}
+
+void ClientSession::start_write() {
+  writing_.swap(out_);
+  write_in_flight_ = true;
+  asio::async_write(socket_, asio::buffer(writing_),
+                    [this, self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+                      write_in_flight_ = false;
+                      if (closed_) return;
+                      if (ec) return close();
+                      writing_.clear();
+                      if (writing_.capacity() > kKeepBuffer * 16) std::string().swap(writing_);
+                      flush_output();
+                      maybe_finish();
+                    });
+}
+
+void ClientSession::close_after_flush() {
+  closing_ = true;  // no more requests are dispatched; replies already owed are still written
+}
+
+void ClientSession::begin_drain() {
+  draining_ = true;
+  maybe_finish();
+}
+
+void ClientSession::maybe_finish() {
+  if (closed_) return;
+  const bool nothing_owed = inflight_ == 0 && head_seq_ == tail_seq_ && !write_in_flight_ &&
+                            out_.empty();
+  if (!nothing_owed) return;
+  if (closing_ || (draining_ && rbuf_.empty() && !push_mode_)) {
+    close();
+  } else if (draining_ && push_mode_) {
+    close();  // subscribers resubscribe elsewhere; nothing of theirs is in flight
+  }
+}
+
+void ClientSession::check_idle(SteadyClock::time_point now, std::chrono::milliseconds timeout) {
+  if (closed_ || push_mode_ || inflight_ > 0) return;
+  const std::int64_t idle = steady_ms(now) - info_->last_active_ms.load(std::memory_order_relaxed);
+  if (idle > timeout.count()) {
+    spdlog::debug("client {} {}: idle for {} ms; closing", id_, info_->addr, idle);
+    close();
+  }
+}
+
+void ClientSession::close() {
+  if (closed_) return;
+  auto self = shared_from_this();  // dropping the dedicated connection may answer our slots
+  closed_ = true;
+  closing_ = true;
+  boost::system::error_code ignored;
+  socket_.close(ignored);
+  out_.clear();
+  // A dedicated connection with a request in flight (a BLPOP) must not outlive its client,
+  // or Redis would hand it the next element.
+  if (dedicated_) drop_dedicated(inflight_ == 0 && !in_multi_ && !watching_ && !push_mode_);
+}
+
+}  // namespace respguard::server

@@ -1,0 +1,754 @@
+#include "respguard/config/config.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace respguard::config {
+namespace {
+
+const std::filesystem::path kRepoRoot =
+    (std::filesystem::path(__FILE__).parent_path() / "../../..").lexically_normal();
+
+// The message of the ConfigError that loading `yaml` raises, or "(no error)".
+std::string load_error(const std::string& yaml) {
+  try {
+    load_string(yaml, "respguard.yaml");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+template <typename Parse>
+std::string parse_error(Parse parse, std::string_view text) {
+  try {
+    parse(text);
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+std::string validate_error(const Config& config) {
+  try {
+    validate(config);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+std::string read_text(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Every option key, taken from the reference table ("| `upstream.address` | ...").
+std::vector<std::string> reference_keys() {
+  std::vector<std::string> keys;
+  std::istringstream lines(reference_markdown());
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.starts_with("| `")) continue;
+    keys.push_back(line.substr(3, line.find('`', 3) - 3));
+  }
+  return keys;
+}
+
+// True when `yaml` sets `key` as an uncommented line in the expected section:
+// "upstream.address" needs "upstream:" followed by an indented "address:" line.
+bool yaml_sets(const std::string& yaml, const std::string& key) {
+  const std::size_t dot = key.find('.');
+  const std::string section = dot == std::string::npos ? "" : key.substr(0, dot);
+  const std::string name = dot == std::string::npos ? key : key.substr(dot + 1);
+  std::istringstream lines(yaml);
+  bool in_section = section.empty();
+  for (std::string line; std::getline(lines, line);) {
+    const bool indented = line.starts_with("  ");
+    if (!indented && !line.empty() && line[0] != '#') in_section = section.empty();
+    if (!indented && line == section + ":") in_section = true;
+    const std::string expected = (section.empty() ? "" : "  ") + name + ":";
+    if (in_section && line.starts_with(expected)) return true;
+  }
+  return false;
+}
+
+// A YAML document that sets every option to a value other than its default.
+const std::string kEveryOption = R"(listen: 0.0.0.0:7000
+workers: 4
+maxclients: 500
+shutdown_grace: 30s
+log_level: debug
+client:
+  idle_timeout: 5m
+  output_buffer_limit: 64mb
+  pubsub_output_buffer_limit: 8mb
+  query_buffer_limit: 2mb
+server:
+  tcp_backlog: 1024
+  max_pinned_connections: 10
+upstream:
+  address: "[::1]:7001"
+  username: app
+  password: s3cret
+  connections_per_worker: 8
+  connect_timeout: 250ms
+  request_timeout: 2s
+  blocking_timeout_margin: 500ms
+  reconnect_backoff_min: 50ms
+  reconnect_backoff_max: 1m
+  databases: 4
+protocol:
+  proto_max_bulk_len: 1gb
+  max_multibulk_len: 4096
+  max_inline_len: 4kb
+  max_reply_depth: 16
+)";
+
+// --- defaults ---------------------------------------------------------------------------
+
+TEST(ConfigDefaults, MatchTheDocumentedValues) {
+  const Config c;
+  EXPECT_EQ(c.server.listen, (Endpoint{"127.0.0.1", 6380}));
+  EXPECT_EQ(c.upstream.address, (Endpoint{"127.0.0.1", 6379}));
+  EXPECT_EQ(c.server.workers, 0u);
+  EXPECT_EQ(c.upstream.request_timeout, Millis(5000));
+  EXPECT_EQ(c.log.level, "info");
+  EXPECT_EQ(c.protocol.max_bulk_len, 512u * 1024 * 1024);
+  EXPECT_NO_THROW(validate(c));
+}
+
+TEST(ConfigDefaults, EmptyFileYieldsDefaults) {
+  EXPECT_TRUE(load_string("") == Config{});
+  EXPECT_TRUE(load_string("\n   \n") == Config{});
+}
+
+TEST(ConfigDefaults, CommentsOnlyYieldDefaults) {
+  EXPECT_TRUE(load_string("# respguard\n# workers: 4\n") == Config{});
+  EXPECT_TRUE(load_string("---\n# nothing\n") == Config{});
+}
+
+TEST(ConfigDefaults, SectionWithEveryOptionCommentedOutYieldsDefaults) {
+  EXPECT_TRUE(load_string("upstream:\n  # address: redis:6379\nclient:\n") == Config{});
+}
+
+TEST(ConfigDefaults, UnsetOptionsKeepTheirDefaults) {
+  Config c = load_string("upstream:\n  request_timeout: 2s\n");
+  EXPECT_EQ(c.upstream.request_timeout, Millis(2000));
+  Config expected;
+  expected.upstream.request_timeout = Millis(2000);
+  EXPECT_TRUE(c == expected);
+}
+
+// --- every option -----------------------------------------------------------------------
+
+TEST(ConfigLoad, EveryOptionIsRead) {
+  const Config c = load_string(kEveryOption);
+  EXPECT_EQ(c.server.listen, (Endpoint{"0.0.0.0", 7000}));
+  EXPECT_EQ(c.server.workers, 4u);
+  EXPECT_EQ(c.server.maxclients, 500u);
+  EXPECT_EQ(c.server.shutdown_grace, Millis(30'000));
+  EXPECT_EQ(c.log.level, "debug");
+  EXPECT_EQ(c.server.idle_timeout, Millis(300'000));
+  EXPECT_EQ(c.server.output_buffer_limit, 64u * 1024 * 1024);
+  EXPECT_EQ(c.server.pubsub_output_buffer_limit, 8u * 1024 * 1024);
+  EXPECT_EQ(c.server.query_buffer_limit, 2u * 1024 * 1024);
+  EXPECT_EQ(c.server.tcp_backlog, 1024);
+  EXPECT_EQ(c.server.max_pinned_connections, 10u);
+  EXPECT_EQ(c.upstream.address, (Endpoint{"::1", 7001}));
+  EXPECT_EQ(c.upstream.username, "app");
+  EXPECT_EQ(c.upstream.password, "s3cret");
+  EXPECT_EQ(c.upstream.connections_per_worker, 8u);
+  EXPECT_EQ(c.upstream.connect_timeout, Millis(250));
+  EXPECT_EQ(c.upstream.request_timeout, Millis(2000));
+  EXPECT_EQ(c.upstream.blocking_timeout_margin, Millis(500));
+  EXPECT_EQ(c.upstream.reconnect_backoff_min, Millis(50));
+  EXPECT_EQ(c.upstream.reconnect_backoff_max, Millis(60'000));
+  EXPECT_EQ(c.upstream.databases, 4u);
+  EXPECT_EQ(c.protocol.max_bulk_len, 1024u * 1024 * 1024);
+  EXPECT_EQ(c.protocol.max_multibulk_len, 4096u);
+  EXPECT_EQ(c.protocol.max_inline_len, 4096u);
+  EXPECT_EQ(c.protocol.max_reply_depth, 16u);
+}
+
+// Adding an option to the schema fails here until kEveryOption (and the checks above) cover it.
+TEST(ConfigLoad, EveryOptionTestCoversEverySchemaKey) {
+  const std::vector<std::string> keys = reference_keys();
+  ASSERT_GE(keys.size(), 25u);
+  for (const std::string& key : keys) EXPECT_TRUE(yaml_sets(kEveryOption, key)) << key;
+}
+
+TEST(ConfigLoad, ConfigEqualityComparesEveryOption) {
+  const Config base;
+  Config other;
+  other.protocol.max_reply_depth = 7;
+  EXPECT_FALSE(base == other);
+  other = base;
+  other.upstream.address.port = 1;
+  EXPECT_FALSE(base == other);
+  other = base;
+  other.upstream.password = "x";
+  EXPECT_FALSE(base == other);
+  EXPECT_TRUE(load_string(kEveryOption) == load_string(kEveryOption));
+}
+
+TEST(ConfigLoad, StringsTakeTheTextAsWritten) {
+  Config c = load_string("upstream:\n  password: 12345\n  username: \"null\"\n");
+  EXPECT_EQ(c.upstream.password, "12345");
+  EXPECT_EQ(c.upstream.username, "null");
+  c = load_string("upstream:\n  password: \"\"\n");
+  EXPECT_EQ(c.upstream.password, "");
+}
+
+TEST(ConfigLoad, PasswordWithoutUsernameIsFine) {
+  EXPECT_EQ(load_string("upstream:\n  password: s3cret\n").upstream.password, "s3cret");
+}
+
+TEST(ConfigLoad, LogLevelIsCaseInsensitiveAndStoredLowercase) {
+  EXPECT_EQ(load_string("log_level: WARN\n").log.level, "warn");
+  EXPECT_EQ(load_string("log_level: off\n").log.level, "off");
+}
+
+TEST(ConfigLoad, QuotedNumbersAreAccepted) {
+  EXPECT_EQ(load_string("workers: \"8\"\n").server.workers, 8u);
+}
+
+TEST(ConfigLoad, RangeBoundsAreInclusive) {
+  EXPECT_EQ(load_string("workers: 256\n").server.workers, 256u);
+  EXPECT_EQ(
+      load_string("upstream:\n  connections_per_worker: 64\n").upstream.connections_per_worker,
+      64u);
+  EXPECT_EQ(load_string("upstream:\n  connections_per_worker: 1\n").upstream.connections_per_worker,
+            1u);
+  EXPECT_EQ(load_string("listen: 127.0.0.1:65535\n").server.listen.port, 65535);
+  EXPECT_EQ(load_string("listen: 127.0.0.1:1\n").server.listen.port, 1);
+  // Equal backoffs are allowed: a constant reconnect delay.
+  Config c = load_string("upstream:\n  reconnect_backoff_min: 1s\n  reconnect_backoff_max: 1s\n");
+  EXPECT_EQ(c.upstream.reconnect_backoff_min, c.upstream.reconnect_backoff_max);
+}
+
+TEST(ConfigLoad, ZeroMeansOffWhereDocumented) {
+  Config c = load_string(
+      "shutdown_grace: 0\nclient:\n  idle_timeout: 0s\n  output_buffer_limit: 0\n"
+      "upstream:\n  blocking_timeout_margin: 0ms\n");
+  EXPECT_EQ(c.server.shutdown_grace, Millis(0));
+  EXPECT_EQ(c.server.idle_timeout, Millis(0));
+  EXPECT_EQ(c.server.output_buffer_limit, 0u);
+  EXPECT_EQ(c.upstream.blocking_timeout_margin, Millis(0));
+}
+
+// --- errors: file, line, key, reason ----------------------------------------------------
+
+TEST(ConfigErrors, WrongDurationNamesFileLineAndKey) {
+  // The example of the header comment: line 12.
+  const std::string yaml =
+      "# respguard\n"
+      "listen: 127.0.0.1:6380\n"
+      "workers: 2\n"
+      "\n"
+      "client:\n"
+      "  idle_timeout: 0\n"
+      "\n"
+      "upstream:\n"
+      "  address: 127.0.0.1:6379\n"
+      "  connections_per_worker: 2\n"
+      "  connect_timeout: 1s\n"
+      "  request_timeout: soon\n";
+  EXPECT_EQ(load_error(yaml),
+            "respguard.yaml:12: upstream.request_timeout: expected a duration such as 500ms, 5s "
+            "or 1m, got 'soon'");
+}
+
+TEST(ConfigErrors, PlainNumberDurationIsAmbiguous) {
+  EXPECT_EQ(load_error("upstream:\n  request_timeout: 5000\n"),
+            "respguard.yaml:2: upstream.request_timeout: expected a duration with a unit such as "
+            "5000ms or 5000s (a plain number is ambiguous), got '5000'");
+}
+
+TEST(ConfigErrors, UnknownTopLevelKeySuggestsTheNearestKey) {
+  EXPECT_EQ(load_error("workres: 4\n"),
+            "respguard.yaml:1: workres: unknown key (did you mean 'workers'?)");
+}
+
+TEST(ConfigErrors, UnknownNestedKeyNamesTheFullPath) {
+  EXPECT_EQ(load_error("workers: 1\nupstream:\n  adress: redis:6379\n"),
+            "respguard.yaml:3: upstream.adress: unknown key (did you mean 'upstream.address'?)");
+}
+
+TEST(ConfigErrors, UnknownSectionSuggestsTheSection) {
+  EXPECT_EQ(load_error("upstrem:\n  address: redis:6379\n"),
+            "respguard.yaml:1: upstrem: unknown key (did you mean 'upstream'?)");
+}
+
+TEST(ConfigErrors, OptionInTheWrongSectionSuggestsItsSection) {
+  EXPECT_EQ(load_error("server:\n  idle_timeout: 5s\n"),
+            "respguard.yaml:2: server.idle_timeout: unknown key (did you mean "
+            "'client.idle_timeout'?)");
+}
+
+TEST(ConfigErrors, UnknownKeyFarFromAnyKnownKeyHasNoSuggestion) {
+  EXPECT_EQ(load_error("frobnicate: 1\n"), "respguard.yaml:1: frobnicate: unknown key");
+  EXPECT_EQ(load_error("upstream:\n  cluster_mode: true\n"),
+            "respguard.yaml:2: upstream.cluster_mode: unknown key");
+}
+
+TEST(ConfigErrors, UnknownKeyIsReportedEvenAfterValidOnes) {
+  EXPECT_EQ(load_error("workers: 2\nlisten: 127.0.0.1:1\nprotocol:\n  max_depth: 3\n"),
+            "respguard.yaml:4: protocol.max_depth: unknown key");
+}
+
+TEST(ConfigErrors, DottedKeysAreRejected) {
+  EXPECT_EQ(load_error("upstream.address: redis:6379\n"),
+            "respguard.yaml:1: upstream.address: keys are nested, not dotted: write the section "
+            "and indent the key below it");
+}
+
+TEST(ConfigErrors, DuplicateKeyNamesBothLines) {
+  EXPECT_EQ(load_error("workers: 1\nmaxclients: 5\nworkers: 2\n"),
+            "respguard.yaml:3: workers: duplicate key (first set on line 1)");
+}
+
+TEST(ConfigErrors, WrongIntegerText) {
+  EXPECT_EQ(load_error("workers: many\n"),
+            "respguard.yaml:1: workers: expected a non-negative integer, got 'many'");
+  EXPECT_EQ(load_error("workers: -1\n"),
+            "respguard.yaml:1: workers: expected a non-negative integer, got '-1'");
+  EXPECT_EQ(load_error("workers: 1.5\n"),
+            "respguard.yaml:1: workers: expected a non-negative integer, got '1.5'");
+  EXPECT_EQ(load_error("upstream:\n  databases: 99999999999999999999999\n"),
+            "respguard.yaml:2: upstream.databases: number is too large, got "
+            "'99999999999999999999999'");
+}
+
+TEST(ConfigErrors, IntegerOutOfRange) {
+  EXPECT_EQ(load_error("upstream:\n  connections_per_worker: 100\n"),
+            "respguard.yaml:2: upstream.connections_per_worker: must be between 1 and 64, got "
+            "'100'");
+  EXPECT_EQ(load_error("upstream:\n  connections_per_worker: 0\n"),
+            "respguard.yaml:2: upstream.connections_per_worker: must be between 1 and 64, got '0'");
+  EXPECT_EQ(load_error("workers: 257\n"),
+            "respguard.yaml:1: workers: must be at most 256, got '257'");
+  EXPECT_EQ(load_error("maxclients: 0\n"),
+            "respguard.yaml:1: maxclients: must be greater than 0, got '0'");
+  // No maximum of its own: the field's type sets it.
+  EXPECT_EQ(load_error("upstream:\n  databases: 5000000000\n"),
+            "respguard.yaml:2: upstream.databases: must be at most 4294967295, got '5000000000'");
+  EXPECT_EQ(load_error("server:\n  tcp_backlog: 2147483648\n"),
+            "respguard.yaml:2: server.tcp_backlog: must be at most 2147483647, got '2147483648'");
+}
+
+TEST(ConfigErrors, TimeoutsMustBePositive) {
+  EXPECT_EQ(load_error("upstream:\n  request_timeout: 0\n"),
+            "respguard.yaml:2: upstream.request_timeout: must be greater than 0, got '0'");
+  EXPECT_EQ(load_error("upstream:\n  connect_timeout: 0ms\n"),
+            "respguard.yaml:2: upstream.connect_timeout: must be greater than 0, got '0ms'");
+}
+
+TEST(ConfigErrors, ProtocolLimitsMustBePositive) {
+  EXPECT_EQ(load_error("protocol:\n  proto_max_bulk_len: 0\n"),
+            "respguard.yaml:2: protocol.proto_max_bulk_len: must be greater than 0, got '0'");
+  EXPECT_EQ(load_error("protocol:\n  max_multibulk_len: 0\n"),
+            "respguard.yaml:2: protocol.max_multibulk_len: must be greater than 0, got '0'");
+  EXPECT_EQ(load_error("protocol:\n  max_inline_len: 0kb\n"),
+            "respguard.yaml:2: protocol.max_inline_len: must be greater than 0, got '0kb'");
+  EXPECT_EQ(load_error("protocol:\n  max_reply_depth: 0\n"),
+            "respguard.yaml:2: protocol.max_reply_depth: must be greater than 0, got '0'");
+}
+
+TEST(ConfigErrors, WrongSize) {
+  EXPECT_EQ(load_error("client:\n  output_buffer_limit: huge\n"),
+            "respguard.yaml:2: client.output_buffer_limit: expected a size such as 1024, 64kb, "
+            "512mb or 1gb, got 'huge'");
+}
+
+TEST(ConfigErrors, BadEndpoint) {
+  EXPECT_EQ(load_error("listen: 127.0.0.1:0\n"),
+            "respguard.yaml:1: listen: port must be between 1 and 65535, got '127.0.0.1:0'");
+  EXPECT_EQ(load_error("upstream:\n  address: redis\n"),
+            "respguard.yaml:2: upstream.address: expected HOST:PORT such as 127.0.0.1:6379 or "
+            "[::1]:6379, got 'redis'");
+}
+
+TEST(ConfigErrors, UnquotedIpv6IsAYamlSyntaxError) {
+  // "[" starts a YAML list; the reference tells users to quote IPv6 endpoints.
+  EXPECT_EQ(load_error("listen: [::1]:6380\n"),
+            "respguard.yaml:1: invalid YAML (column 14): end of map not found");
+}
+
+TEST(ConfigErrors, ListWhereAnEndpointBelongsHintsAtQuoting) {
+  EXPECT_EQ(load_error("listen: [a, b]\n"),
+            "respguard.yaml:1: listen: expected HOST:PORT such as 127.0.0.1:6379 or [::1]:6379, "
+            "got a list (quote IPv6 addresses: \"[::1]:6379\")");
+}
+
+TEST(ConfigErrors, WrongEnum) {
+  EXPECT_EQ(load_error("log_level: verbose\n"),
+            "respguard.yaml:1: log_level: expected one of trace, debug, info, warn, error, "
+            "critical, off, got 'verbose'");
+}
+
+TEST(ConfigErrors, MappingWhereAValueBelongs) {
+  EXPECT_EQ(load_error("workers:\n  count: 4\n"),
+            "respguard.yaml:1: workers: expected a non-negative integer, got a mapping");
+}
+
+TEST(ConfigErrors, ValueWhereASectionBelongs) {
+  EXPECT_EQ(load_error("upstream: redis:6379\n"),
+            "respguard.yaml:1: upstream: expected a section of indented key: value lines, got "
+            "'redis:6379'");
+}
+
+TEST(ConfigErrors, MissingValue) {
+  EXPECT_EQ(load_error("workers: 2\nlisten:\n"),
+            "respguard.yaml:2: listen: no value; expected HOST:PORT such as 127.0.0.1:6379 or "
+            "[::1]:6379 (or remove the line to use the default)");
+}
+
+TEST(ConfigErrors, TopLevelMustBeAMapping) {
+  EXPECT_EQ(load_error("- workers\n"),
+            "respguard.yaml:1: expected options (key: value lines) at the top level, got a list");
+  EXPECT_EQ(load_error("workers\n"),
+            "respguard.yaml:1: expected options (key: value lines) at the top level, got "
+            "'workers'");
+}
+
+TEST(ConfigErrors, YamlSyntaxErrorNamesTheLine) {
+  EXPECT_EQ(load_error("workers: 2\nupstream:\n  address: 127.0.0.1:6379\n password: x\n"),
+            "respguard.yaml:4: invalid YAML (column 2): end of map not found");
+  EXPECT_EQ(load_error("workers: 2\n\tmaxclients: 3\n"),
+            "respguard.yaml:2: invalid YAML (column 1): illegal tab when looking for indentation");
+}
+
+TEST(ConfigErrors, SecondDocumentIsRejected) {
+  EXPECT_EQ(load_error("workers: 2\n---\nworkers: 3\n"),
+            "respguard.yaml:3: expected one YAML document, found a second one");
+}
+
+TEST(ConfigErrors, BackoffMinAboveMaxNamesTheKeyInTheFile) {
+  EXPECT_EQ(load_error("upstream:\n  reconnect_backoff_min: 10s\n"),
+            "respguard.yaml:2: upstream.reconnect_backoff_min: upstream.reconnect_backoff_min "
+            "(10s) must not be greater than upstream.reconnect_backoff_max (5s)");
+  // Only the maximum is written: the line points at it.
+  EXPECT_EQ(load_error("upstream:\n  connect_timeout: 1s\n  reconnect_backoff_max: 50ms\n"),
+            "respguard.yaml:3: upstream.reconnect_backoff_max: upstream.reconnect_backoff_min "
+            "(100ms) must not be greater than upstream.reconnect_backoff_max (50ms)");
+}
+
+TEST(ConfigErrors, UsernameWithoutPassword) {
+  EXPECT_EQ(load_error("upstream:\n  username: app\n"),
+            "respguard.yaml:2: upstream.username: set but upstream.password is empty; AUTH with a "
+            "username needs that user's password");
+}
+
+TEST(ConfigErrors, SourceNameDefaultsToString) {
+  try {
+    load_string("workers: x\n");
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(), "<string>:1: workers: expected a non-negative integer, got 'x'");
+  }
+}
+
+// --- files --------------------------------------------------------------------------------
+
+// A file in the temp directory, removed at the end of the test. The name is unique per process,
+// test and file, so parallel runs (ctest -j, two build trees) do not collide.
+class TempFile {
+ public:
+  explicit TempFile(const std::string& text) {
+    static int counter = 0;
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    path_ = std::filesystem::temp_directory_path() /
+            ("respguard-config-test-" + std::string(info->test_suite_name()) + "." + info->name() +
+             "-" + std::to_string(::getpid()) + "-" + std::to_string(++counter) + ".yaml");
+    std::ofstream(path_) << text;
+  }
+  ~TempFile() { std::filesystem::remove(path_); }
+  std::string path() const { return path_.string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+TEST(ConfigFile, LoadsAFile) {
+  TempFile file("workers: 3\n");
+  EXPECT_EQ(load_file(file.path()).server.workers, 3u);
+}
+
+TEST(ConfigFile, ErrorsNameThePath) {
+  TempFile file("workers: 3\nupstream:\n  request_timeout: soon\n");
+  try {
+    load_file(file.path());
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              file.path() +
+                  ":3: upstream.request_timeout: expected a duration such as 500ms, 5s or 1m, got "
+                  "'soon'");
+  }
+}
+
+TEST(ConfigFile, MissingFile) {
+  try {
+    load_file("/nonexistent/respguard.yaml");
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(), "/nonexistent/respguard.yaml: cannot open: No such file or directory");
+  }
+}
+
+TEST(ConfigFile, DirectoryIsNotAFile) {
+  const std::string dir = std::filesystem::temp_directory_path().string();
+  try {
+    load_file(dir);
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), dir + ": cannot read: is a directory");
+  }
+}
+
+// The shipped config/respguard.yaml states every default: loading it changes nothing, and it
+// lists every option (so it stays a complete, commented reference).
+TEST(ConfigFile, DefaultConfigFileEqualsTheDefaults) {
+  const std::filesystem::path path = kRepoRoot / "config/respguard.yaml";
+  ASSERT_TRUE(std::filesystem::exists(path)) << path;
+  EXPECT_TRUE(load_file(path.string()) == Config{})
+      << path << " must state exactly the defaults (see the table in docs/configuration.md)";
+  const std::string text = read_text(path);
+  EXPECT_NE(text.find("listen: 127.0.0.1:6380"), std::string::npos);
+  EXPECT_NE(text.find("address: 127.0.0.1:6379"), std::string::npos);
+  for (const std::string& key : reference_keys()) {
+    EXPECT_TRUE(yaml_sets(text, key)) << "config/respguard.yaml does not set " << key;
+  }
+}
+
+// docs/configuration.md embeds reference_markdown() verbatim, so the docs never drift from the
+// schema.
+TEST(ConfigReference, DocsContainTheGeneratedTable) {
+  const std::filesystem::path path = kRepoRoot / "docs/configuration.md";
+  const std::string docs = read_text(path);
+  const std::string table = reference_markdown();
+  EXPECT_NE(docs.find(table), std::string::npos)
+      << path << " is out of date. Regenerate its table with\n"
+      << "  respguard --print-config-reference\n"
+      << "and paste the output over the old table. Expected table:\n"
+      << table;
+}
+
+TEST(ConfigReference, ListsKeyTypeDefaultAndDescription) {
+  const std::string table = reference_markdown();
+  EXPECT_TRUE(table.starts_with("| Key | Type | Default | Description |\n"));
+  EXPECT_NE(table.find("| `upstream.connections_per_worker` | integer | `2` | Shared, pipelined "
+                       "upstream connections per worker. Must be between 1 and 64. |\n"),
+            std::string::npos);
+  EXPECT_NE(table.find("| `client.output_buffer_limit` | size | `256mb` |"), std::string::npos);
+  EXPECT_NE(table.find("| `shutdown_grace` | duration | `10s` |"), std::string::npos);
+  EXPECT_NE(table.find("| `listen` | endpoint | `127.0.0.1:6380` |"), std::string::npos);
+  EXPECT_NE(table.find("| `upstream.password` | string | `\"\"` |"), std::string::npos);
+  EXPECT_NE(table.find("One of: `trace`, `debug`, `info`, `warn`, `error`, `critical`, `off`."),
+            std::string::npos);
+}
+
+TEST(ConfigReference, EveryKeyHasOneRowInLayoutOrder) {
+  const std::vector<std::string> keys = reference_keys();
+  ASSERT_GE(keys.size(), 25u);
+  EXPECT_EQ(keys.front(), "listen");
+  EXPECT_EQ(keys.back(), "protocol.max_reply_depth");
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    for (std::size_t j = i + 1; j < keys.size(); ++j) EXPECT_NE(keys[i], keys[j]);
+  }
+}
+
+// --- text forms -----------------------------------------------------------------------------
+
+TEST(ParseSize, AcceptsBytesAndBinaryUnitsInAnyCase) {
+  EXPECT_EQ(parse_size("0"), 0u);
+  EXPECT_EQ(parse_size("1024"), 1024u);
+  EXPECT_EQ(parse_size("1k"), 1024u);
+  EXPECT_EQ(parse_size("64kb"), 64u * 1024);
+  EXPECT_EQ(parse_size("64KB"), 64u * 1024);
+  EXPECT_EQ(parse_size("64Kb"), 64u * 1024);
+  EXPECT_EQ(parse_size("512mb"), 512u * 1024 * 1024);
+  EXPECT_EQ(parse_size("3M"), 3u * 1024 * 1024);
+  EXPECT_EQ(parse_size("1gb"), 1024u * 1024 * 1024);
+  EXPECT_EQ(parse_size("2G"), 2ull * 1024 * 1024 * 1024);
+  EXPECT_EQ(parse_size("0gb"), 0u);
+  EXPECT_EQ(parse_size("18446744073709551615"), 18446744073709551615ull);
+  EXPECT_EQ(parse_size("17179869183gb"), 17179869183ull << 30);
+}
+
+TEST(ParseSize, RejectsEverythingElse) {
+  const std::string expected = "expected a size such as 1024, 64kb, 512mb or 1gb, got ";
+  for (std::string_view bad :
+       {"", "kb", "-1", "1.5mb", "1 kb", " 1", "1tb", "64kib", "0x10", "1e6", "1b", "mb1"}) {
+    EXPECT_EQ(parse_error(parse_size, bad), expected + "'" + std::string(bad) + "'") << bad;
+  }
+}
+
+TEST(ParseSize, RejectsOverflow) {
+  EXPECT_EQ(parse_error(parse_size, "17179869184gb"), "size is too large, got '17179869184gb'");
+  EXPECT_EQ(parse_error(parse_size, "18446744073709551616"),
+            "size is too large, got '18446744073709551616'");
+}
+
+TEST(ParseDuration, AcceptsUnits) {
+  EXPECT_EQ(parse_duration("0"), Millis(0));
+  EXPECT_EQ(parse_duration("0s"), Millis(0));
+  EXPECT_EQ(parse_duration("0ms"), Millis(0));
+  EXPECT_EQ(parse_duration("500ms"), Millis(500));
+  EXPECT_EQ(parse_duration("5s"), Millis(5000));
+  EXPECT_EQ(parse_duration("1m"), Millis(60'000));
+  EXPECT_EQ(parse_duration("2h"), Millis(7'200'000));
+  EXPECT_EQ(parse_duration("5S"), Millis(5000));
+  EXPECT_EQ(parse_duration("250MS"), Millis(250));
+  EXPECT_EQ(parse_duration("9223372036854775807ms"), Millis(9223372036854775807LL));
+}
+
+TEST(ParseDuration, RejectsPlainNumbersOtherThanZero) {
+  EXPECT_EQ(parse_error(parse_duration, "5000"),
+            "expected a duration with a unit such as 5000ms or 5000s (a plain number is "
+            "ambiguous), got '5000'");
+  EXPECT_EQ(parse_error(parse_duration, "1"),
+            "expected a duration with a unit such as 1ms or 1s (a plain number is ambiguous), got "
+            "'1'");
+}
+
+TEST(ParseDuration, RejectsEverythingElse) {
+  const std::string expected = "expected a duration such as 500ms, 5s or 1m, got ";
+  for (std::string_view bad :
+       {"", "s", "soon", "-1s", "1.5s", "5 s", " 5s", "10d", "1sec", "1min", "PT5S", "5s5"}) {
+    EXPECT_EQ(parse_error(parse_duration, bad), expected + "'" + std::string(bad) + "'") << bad;
+  }
+}
+
+TEST(ParseDuration, RejectsOverflow) {
+  EXPECT_EQ(parse_error(parse_duration, "9223372036854775808ms"),
+            "duration is too large, got '9223372036854775808ms'");
+  EXPECT_EQ(parse_error(parse_duration, "9223372036854776s"),
+            "duration is too large, got '9223372036854776s'");
+  EXPECT_EQ(parse_error(parse_duration, "99999999999999999999s"),
+            "duration is too large, got '99999999999999999999s'");
+}
+
+TEST(ParseEndpoint, AcceptsHostsAndBracketedIpv6) {
+  EXPECT_EQ(parse_endpoint("127.0.0.1:6379"), (Endpoint{"127.0.0.1", 6379}));
+  EXPECT_EQ(parse_endpoint("localhost:1"), (Endpoint{"localhost", 1}));
+  EXPECT_EQ(parse_endpoint("redis.default.svc.cluster.local:65535"),
+            (Endpoint{"redis.default.svc.cluster.local", 65535}));
+  EXPECT_EQ(parse_endpoint("[::1]:6380"), (Endpoint{"::1", 6380}));
+  EXPECT_EQ(parse_endpoint("[::]:6380"), (Endpoint{"::", 6380}));
+  EXPECT_EQ(parse_endpoint("[2001:db8::1]:7000"), (Endpoint{"2001:db8::1", 7000}));
+}
+
+TEST(ParseEndpoint, RejectsMalformedText) {
+  const std::string expected = "expected HOST:PORT such as 127.0.0.1:6379 or [::1]:6379, got ";
+  for (std::string_view bad : {"", "localhost", ":6379", "host:", "[::1]", "[::1]:", "[::1]6379",
+                               "[::1:6379", "[]:6379", "my host:6379"}) {
+    EXPECT_EQ(parse_error(parse_endpoint, bad), expected + "'" + std::string(bad) + "'") << bad;
+  }
+}
+
+TEST(ParseEndpoint, RejectsBadPorts) {
+  for (std::string_view bad :
+       {"host:0", "host:65536", "host:99999999999999999999", "host:-1", "host:http", "[::1]:0"}) {
+    EXPECT_EQ(parse_error(parse_endpoint, bad),
+              "port must be between 1 and 65535, got '" + std::string(bad) + "'")
+        << bad;
+  }
+}
+
+TEST(ParseEndpoint, UnbracketedIpv6IsExplained) {
+  EXPECT_EQ(parse_error(parse_endpoint, "::1:6380"),
+            "IPv6 addresses need brackets, such as [::1]:6379, got '::1:6380'");
+}
+
+TEST(ParseEndpoint, ToStringRoundTrips) {
+  EXPECT_EQ((Endpoint{"127.0.0.1", 6379}).to_string(), "127.0.0.1:6379");
+  EXPECT_EQ((Endpoint{"::1", 6380}).to_string(), "[::1]:6380");
+  for (std::string_view text : {"redis:6379", "[2001:db8::1]:7000", "0.0.0.0:1"}) {
+    EXPECT_EQ(parse_endpoint(text).to_string(), text);
+  }
+}
+
+// --- set_option and validate ------------------------------------------------------------
+
+TEST(SetOption, UsesTheFileSyntaxAndRange) {
+  Config c;
+  set_option(c, "upstream.address", "[::1]:7000");
+  set_option(c, "client.output_buffer_limit", "1mb");
+  set_option(c, "log_level", "ERROR");
+  EXPECT_EQ(c.upstream.address, (Endpoint{"::1", 7000}));
+  EXPECT_EQ(c.server.output_buffer_limit, 1024u * 1024);
+  EXPECT_EQ(c.log.level, "error");
+  Config before = c;
+  EXPECT_EQ(parse_error([&](std::string_view v) { set_option(c, "workers", v); }, "300"),
+            "must be at most 256, got '300'");
+  EXPECT_TRUE(c == before) << "a rejected value must not be stored";
+}
+
+TEST(SetOption, UnknownKeySuggests) {
+  Config c;
+  EXPECT_EQ(parse_error([&](std::string_view v) { set_option(c, "upstream.adress", v); }, "x:1"),
+            "unknown option 'upstream.adress' (did you mean 'upstream.address'?)");
+  EXPECT_EQ(parse_error([&](std::string_view v) { set_option(c, "upstream", v); }, "x:1"),
+            "unknown option 'upstream'");
+}
+
+TEST(Validate, ChecksRangesOfValuesSetInCode) {
+  Config c;
+  c.server.workers = 300;
+  EXPECT_EQ(validate_error(c), "workers: must be at most 256, got '300'");
+  c = Config{};
+  c.upstream.connections_per_worker = 0;
+  EXPECT_EQ(validate_error(c),
+            "upstream.connections_per_worker: must be between 1 and 64, got '0'");
+  c = Config{};
+  c.upstream.request_timeout = Millis(0);
+  EXPECT_EQ(validate_error(c), "upstream.request_timeout: must be greater than 0, got '0'");
+  c = Config{};
+  c.server.shutdown_grace = Millis(-1);
+  EXPECT_EQ(validate_error(c), "shutdown_grace: must not be negative, got '-1ms'");
+  c = Config{};
+  c.server.tcp_backlog = -5;
+  EXPECT_EQ(validate_error(c), "server.tcp_backlog: must be greater than 0, got '-5'");
+  c = Config{};
+  c.protocol.max_inline_len = 0;
+  EXPECT_EQ(validate_error(c), "protocol.max_inline_len: must be greater than 0, got '0'");
+}
+
+TEST(Validate, ChecksEnumsAndEndpointsSetInCode) {
+  Config c;
+  c.log.level = "verbose";
+  EXPECT_EQ(validate_error(c),
+            "log_level: expected one of trace, debug, info, warn, error, critical, off, got "
+            "'verbose'");
+  c = Config{};
+  c.server.listen.port = 0;
+  EXPECT_EQ(validate_error(c),
+            "listen: expected HOST:PORT such as 127.0.0.1:6379 or [::1]:6379, got '127.0.0.1:0'");
+}
+
+TEST(Validate, ChecksRulesBetweenOptions) {
+  Config c;
+  c.upstream.reconnect_backoff_min = Millis(6000);
+  EXPECT_EQ(validate_error(c),
+            "upstream.reconnect_backoff_min: upstream.reconnect_backoff_min (6s) must not be "
+            "greater than upstream.reconnect_backoff_max (5s)");
+  c = Config{};
+  c.upstream.username = "app";
+  EXPECT_EQ(validate_error(c),
+            "upstream.username: set but upstream.password is empty; AUTH with a username needs "
+            "that user's password");
+  c.upstream.password = "s3cret";
+  EXPECT_EQ(validate_error(c), "(no error)");
+}
+
+}  // namespace
+}  // namespace respguard::config
