@@ -1,6 +1,6 @@
 # respguard container image.
 #   docker build -t respguard .
-#   docker run --rm -p 6380:6380 -p 9121:9121 respguard --listen 0.0.0.0:6380 --upstream redis:6379
+#   docker run --rm -p 6380:6380 -p 9380:9380 respguard --listen 0.0.0.0:6380 --upstream redis:6379
 # Arguments after the image name replace CMD and are appended to the ENTRYPOINT's flags.
 
 # ---- build: the same package list and cmake commands as scripts/run ----
@@ -27,8 +27,8 @@ COPY config/respguard.yaml /etc/respguard/respguard.yaml
 # Fails the image build if a shared library is missing.
 RUN respguard --version
 USER respguard
-EXPOSE 6380 9121
+EXPOSE 6380 9380
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["respguard", "--config", "/etc/respguard/respguard.yaml"]
 # The default config listens on loopback (right for a sidecar); published ports need 0.0.0.0.
-CMD ["--listen", "0.0.0.0:6380"]
+CMD ["--listen", "0.0.0.0:6380", "--admin", "0.0.0.0:9380"]

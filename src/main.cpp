@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "respguard/config/cli.hpp"
+#include "respguard/observability/metrics.hpp"
 #include "respguard/server/server.hpp"
 
 using namespace respguard;
@@ -27,6 +28,9 @@ int main(int argc, char** argv) {
       return 0;
     case config::CliOptions::Action::PrintConfigReference:
       std::cout << config::reference_markdown();
+      return 0;
+    case config::CliOptions::Action::PrintMetrics:
+      std::cout << observability::metrics_markdown();
       return 0;
     default:
       break;

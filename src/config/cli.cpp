@@ -27,6 +27,9 @@ constexpr Flag kFlags[] = {
     {"--upstream", "HOST:PORT", "The Redis server to forward to (key: upstream.address)."},
     {"--workers", "N", "Worker threads; 0 = one per CPU core (key: workers)."},
     {"--log-level", "LEVEL", "trace, debug, info, warn, error, critical or off (key: log_level)."},
+    {"--admin", "HOST:PORT", "Admin HTTP listener: /metrics, /healthz, /readyz (key: admin.listen)."},
+    {"--print-metrics", "", "Print the metrics reference (Markdown) and exit.",
+     Action::PrintMetrics},
     {"--print-config-reference", "", "Print the configuration reference (Markdown) and exit.",
      Action::PrintConfigReference},
     {"--version", "", "Print the version and exit.", Action::Version},
@@ -101,6 +104,8 @@ CliOptions parse_cli(int argc, const char* const* argv) {
         out.listen = parse_endpoint(value);
       } else if (name == "--upstream") {
         out.upstream = parse_endpoint(value);
+      } else if (name == "--admin") {
+        out.admin = parse_endpoint(value);
       } else if (name == "--workers") {
         // Through the schema, so the flag has exactly the key's syntax and range.
         Config scratch;
@@ -126,6 +131,7 @@ Config resolve(const CliOptions& cli) {
   Config config = cli.config_path ? load_file(*cli.config_path) : Config{};
   if (cli.listen) config.server.listen = *cli.listen;
   if (cli.upstream) config.upstream.address = *cli.upstream;
+  if (cli.admin) config.admin.listen = *cli.admin;
   if (cli.workers) config.server.workers = *cli.workers;
   if (cli.log_level) config.log.level = *cli.log_level;
   validate(config);  // also covers CliOptions built in code, which skip parse_cli's checks

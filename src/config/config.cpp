@@ -108,6 +108,25 @@ constexpr Option kOptions[] = {
      .help = "Most dedicated upstream connections (MULTI, WATCH, SUBSCRIBE, blocking commands) in "
              "the whole process; beyond it such commands get an error."},
 
+    {.key = "admin.enabled",
+     .type = Type::Bool,
+     .field = [](Config& c) -> Ref { return &c.admin.enabled; },
+     .help = "Serve the admin HTTP endpoints (/metrics, /healthz, /readyz)."},
+    {.key = "admin.listen",
+     .type = Type::Endpoint,
+     .field = [](Config& c) -> Ref { return &c.admin.listen; },
+     .help = "Address of the admin HTTP listener (Prometheus scrapes /metrics here)."},
+    {.key = "admin.metrics",
+     .type = Type::Bool,
+     .field = [](Config& c) -> Ref { return &c.admin.metrics; },
+     .help = "Record request metrics (commands, latency, bytes); off leaves only connection and "
+             "upstream state."},
+    {.key = "admin.unready_when_breaker_open",
+     .type = Type::Bool,
+     .field = [](Config& c) -> Ref { return &c.admin.unready_when_breaker_open; },
+     .help = "Fail /readyz while the upstream circuit breaker is open (takes the pod out of its "
+             "Service)."},
+
     {.key = "upstream.address",
      .type = Type::Endpoint,
      .field = [](Config& c) -> Ref { return &c.upstream.address; },

@@ -5,6 +5,7 @@
 #include <charconv>
 
 #include "respguard/common/errors.hpp"
+#include "respguard/common/loop_clock.hpp"
 #include "respguard/resp/writer.hpp"
 #include "respguard/server/worker.hpp"
 
@@ -53,6 +54,8 @@ ClientSession::ClientSession(Worker& worker, tcp::socket socket, std::uint64_t i
       socket_(std::move(socket)),
       id_(id),
       config_(worker.config()),
+      metrics_(worker.config().admin.metrics ? &worker.metrics() : nullptr),
+      state_metrics_(worker.metrics()),
       parser_(worker.config().protocol),
       slots_(kInitialSlots) {
   boost::system::error_code ec;
@@ -64,6 +67,8 @@ ClientSession::ClientSession(Worker& worker, tcp::socket socket, std::uint64_t i
 }
 
 ClientSession::~ClientSession() {
+  state_metrics_.inc(observability::Metric::ClientConnectionsClosed,
+                     static_cast<std::size_t>(close_reason_));
   worker_.shared().registry.remove(id_);
   worker_.shared().clients.fetch_sub(1, std::memory_order_relaxed);
   worker_.on_session_closed(this);
@@ -92,13 +97,14 @@ void ClientSession::start_read() {
 
 void ClientSession::on_read(std::size_t n) {
   rbuf_.commit(n);
-  now_ = SteadyClock::now();
+  now_ = LoopClock::tick();
+  if (metrics_) metrics_->inc(observability::Metric::ClientBytesReceived, 0, n);
   info_->last_active_ms.store(steady_ms(now_), std::memory_order_relaxed);
   if (config_.server.query_buffer_limit > 0 && rbuf_.size() > config_.server.query_buffer_limit) {
     spdlog::warn("client {} {}: query buffer limit ({} bytes) reached; closing", id_,
                  info_->addr, config_.server.query_buffer_limit);
     reply_error(errors::kQueryBufferLimit);
-    close_after_flush();
+    close_after_flush(CloseReason::QueryBufferLimit);
     flush_output();
     return;
   }
@@ -109,16 +115,18 @@ void ClientSession::on_read(std::size_t n) {
 void ClientSession::process_input() {
   if (processing_ || closing_) return;
   processing_ = true;
-  now_ = SteadyClock::now();
+  now_ = LoopClock::now();
   while (!closing_ && !stalled_ && !rbuf_.empty()) {
     resp::ParseResult r = parser_.parse(rbuf_.readable(), cmd_);
     if (r.status == resp::ParseStatus::NeedMore) break;
     if (r.status == resp::ParseStatus::Error) {
       // Redis answers a protocol error and closes the connection; so do we.
       scratch_.assign("ERR ").append(r.error);
+      current_command_ = observability::command_label(nullptr);
       reply_error(scratch_);
       spdlog::debug("client {} {}: {}", id_, info_->addr, r.error);
-      close_after_flush();
+      state_metrics_.inc(observability::Metric::ProtocolErrors);
+      close_after_flush(CloseReason::ProtocolError);
       break;
     }
     if (!cmd_.empty() && dispatch(cmd_) == Dispatch::Stall) {
@@ -140,11 +148,13 @@ void ClientSession::process_input() {
 ClientSession::Dispatch ClientSession::dispatch(const resp::Command& cmd) {
   const resp::CommandInfo* info = resp::lookup_command(cmd.args[0]);
   const CommandId id = info ? info->id : CommandId::Other;
+  current_command_ = observability::command_label(info);
 
   if (push_mode_) {
     // The dedicated connection speaks for the client now: (P|S)SUBSCRIBE replies, PING in
     // subscribed context, QUIT and RESET all come from Redis, in order with the messages.
     forward_push_mode(cmd);
+    record_command(current_command_, false, std::chrono::nanoseconds{0});
     if (id == CommandId::Reset) {
       db_ = 0;
       proto_ = 2;
@@ -199,7 +209,7 @@ ClientSession::Dispatch ClientSession::dispatch(const resp::Command& cmd) {
       return Dispatch::Done;
     case CommandId::Quit:
       reply_local("+OK\r\n");
-      close_after_flush();
+      close_after_flush(CloseReason::Quit);
       return Dispatch::Done;
     case CommandId::Reset:
       cmd_reset();
@@ -249,6 +259,7 @@ ClientSession::Dispatch ClientSession::dispatch(const resp::Command& cmd) {
       push_mode_ = true;
       dedicated_->set_push_sink(this);
       forward_push_mode(cmd);
+      record_command(current_command_, false, std::chrono::nanoseconds{0});
       return Dispatch::Done;
     }
     case CommandId::Blocking:
@@ -283,7 +294,7 @@ UpstreamConnection* ClientSession::acquire_dedicated() {
     const bool stateful = self->in_multi_ || self->watching_ || self->push_mode_;
     self->drop_dedicated(false);
     if (stateful) {
-      self->close_after_flush();
+      self->close_after_flush(CloseReason::UpstreamLost);
       self->flush_output();
       self->maybe_finish();
     }
@@ -520,6 +531,7 @@ ClientSession::Dispatch ClientSession::cmd_client(const resp::Command& cmd) {
     push_mode_ = true;
     dedicated_->set_push_sink(this);
     forward_push_mode(cmd);
+    record_command(current_command_, false, std::chrono::nanoseconds{0});
   } else {
     // KILL, PAUSE, UNPAUSE, NO-EVICT, NO-TOUCH, CACHING, GETREDIR, ...: Redis answers.
     return forward(cmd, resp::lookup_command(cmd.args[0]), false);
@@ -566,12 +578,23 @@ std::uint64_t ClientSession::push_slot(SlotKind kind) {
   slot.done = false;
   slot.kind = kind;
   slot.discard = reply_off_ || skip_next_reply_;
+  slot.command = static_cast<std::uint16_t>(current_command_);
+  slot.start = now_;
   slot.data.clear();
   skip_next_reply_ = false;
   return tail_seq_++;
 }
 
+void ClientSession::record_command(std::size_t command, bool error,
+                                   std::chrono::nanoseconds latency) {
+  if (metrics_ == nullptr) return;
+  using observability::Metric;
+  metrics_->inc(Metric::Commands, series_index(Metric::Commands, command, error ? 1 : 0));
+  metrics_->observe(Metric::RequestDuration, latency);
+}
+
 void ClientSession::reply_local(std::string_view bytes) {
+  record_command(current_command_, bytes[0] == '-', std::chrono::nanoseconds{0});
   if (reply_off_ || skip_next_reply_) {
     skip_next_reply_ = false;
     return;
@@ -606,6 +629,7 @@ void ClientSession::on_reply(std::uint64_t cookie, std::string_view reply,
     return;
   }
   Slot& slot = slots_[cookie % slots_.size()];
+  record_command(slot.command, info.is_error(), LoopClock::now() - slot.start);
   if (slot.kind == SlotKind::Exec && multi_select_db_ >= 0) {
     // A SELECT queued in the transaction ran if EXEC ran.
     if (info.type == '*' && !info.is_null) db_ = multi_select_db_;
@@ -662,7 +686,7 @@ void ClientSession::append_output(std::string_view bytes) {
     // A client that does not read its replies must not make us hold unbounded memory.
     spdlog::warn("client {} {}: output buffer limit ({} bytes) reached; closing", id_,
                  info_->addr, limit);
-    close();
+    close(CloseReason::OutputBufferLimit);
   }
 }
 
@@ -675,10 +699,11 @@ void ClientSession::start_write() {
   writing_.swap(out_);
   write_in_flight_ = true;
   asio::async_write(socket_, asio::buffer(writing_),
-                    [this, self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+                    [this, self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
                       write_in_flight_ = false;
                       if (closed_) return;
                       if (ec) return close();
+                      if (metrics_) metrics_->inc(observability::Metric::ClientBytesSent, 0, n);
                       writing_.clear();
                       if (writing_.capacity() > kKeepBuffer * 16) std::string().swap(writing_);
                       flush_output();
@@ -686,7 +711,8 @@ void ClientSession::start_write() {
                     });
 }
 
-void ClientSession::close_after_flush() {
+void ClientSession::close_after_flush(CloseReason reason) {
+  close_reason_ = reason;
   closing_ = true;  // no more requests are dispatched; replies already owed are still written
 }
 
@@ -700,11 +726,20 @@ void ClientSession::maybe_finish() {
   const bool nothing_owed = inflight_ == 0 && head_seq_ == tail_seq_ && !write_in_flight_ &&
                             out_.empty();
   if (!nothing_owed) return;
-  if (closing_ || (draining_ && rbuf_.empty() && !push_mode_)) {
-    close();
-  } else if (draining_ && push_mode_) {
-    close();  // subscribers resubscribe elsewhere; nothing of theirs is in flight
+  if (closing_) {
+    close(close_reason_);
+  } else if (draining_ && (push_mode_ || (rbuf_.empty() && unread_bytes() == 0))) {
+    // Subscribers resubscribe elsewhere; nothing of theirs is in flight.
+    close(CloseReason::Shutdown);
   }
+}
+
+std::size_t ClientSession::unread_bytes() {
+  // Requests still in the kernel's buffer are owed replies too; closing with unread data
+  // would also make the kernel send a reset instead of our last replies.
+  boost::system::error_code ec;
+  const std::size_t n = socket_.available(ec);
+  return ec ? 0 : n;
 }
 
 void ClientSession::check_idle(SteadyClock::time_point now, std::chrono::milliseconds timeout) {
@@ -712,12 +747,13 @@ void ClientSession::check_idle(SteadyClock::time_point now, std::chrono::millise
   const std::int64_t idle = steady_ms(now) - info_->last_active_ms.load(std::memory_order_relaxed);
   if (idle > timeout.count()) {
     spdlog::debug("client {} {}: idle for {} ms; closing", id_, info_->addr, idle);
-    close();
+    close(CloseReason::IdleTimeout);
   }
 }
 
-void ClientSession::close() {
+void ClientSession::close(CloseReason reason) {
   if (closed_) return;
+  if (close_reason_ == CloseReason::Client) close_reason_ = reason;
   auto self = shared_from_this();  // dropping the dedicated connection may answer our slots
   closed_ = true;
   closing_ = true;

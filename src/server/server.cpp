@@ -10,17 +10,38 @@
 namespace respguard::server {
 namespace {
 constexpr std::chrono::milliseconds kDrainPoll{20};
+
+unsigned worker_count(const config::Config& config) {
+  return config.server.workers ? config.server.workers
+                               : std::max(1u, std::thread::hardware_concurrency());
 }
+}  // namespace
 
 Server::Server(const config::Config& config)
     : config_(config),
-      shared_(config),
+      shared_(config, worker_count(config)),
       acceptor_(io_),
       signals_(io_, SIGINT, SIGTERM),
       drain_timer_(io_) {
-  unsigned n = config.server.workers;
-  if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
-  for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(i, shared_));
+  for (unsigned i = 0, n = worker_count(config); i < n; ++i) {
+    workers_.push_back(std::make_unique<Worker>(i, shared_));
+  }
+  using observability::Metric;
+  shared_.metrics.set_sampler(Metric::ClientConnections, [this] {
+    return static_cast<double>(shared_.clients.load(std::memory_order_relaxed));
+  });
+  shared_.metrics.set_sampler(Metric::PinnedConnections, [this] {
+    return static_cast<double>(shared_.dedicated_connections.load(std::memory_order_relaxed));
+  });
+}
+
+std::string Server::not_ready_reason() const {
+  if (shared_.draining.load()) return "shutting down";
+  const auto ready = static_cast<std::size_t>(observability::UpstreamState::Ready);
+  if (shared_.metrics.value(observability::Metric::UpstreamConnections, ready) < 1) {
+    return "no upstream connection to " + config_.upstream.address.to_string() + " is ready";
+  }
+  return {};
 }
 
 Server::~Server() {
@@ -42,20 +63,29 @@ void Server::bind() {
   acceptor_.bind(ep, ec);
   if (ec) throw std::system_error(ec, "cannot listen on " + listen.to_string());
   acceptor_.listen(config_.server.tcp_backlog);
+  if (config_.admin.enabled) {
+    observability::AdminHandlers handlers;
+    handlers.metrics = [this] { return shared_.metrics.render(); };
+    handlers.not_ready_reason = [this] { return not_ready_reason(); };
+    admin_ = std::make_unique<observability::AdminServer>(io_, std::move(handlers));
+    admin_->listen(config_.admin.listen);
+  }
 }
 
 std::uint16_t Server::port() const { return acceptor_.local_endpoint().port(); }
 
 int Server::run() {
   for (auto& w : workers_) w->start();
-  spdlog::info("respguard listening on {} with {} workers, upstream {}",
+  spdlog::info("respguard listening on {} with {} workers, upstream {}, admin {}",
                config_.server.listen.to_string(), workers_.size(),
-               config_.upstream.address.to_string());
+               config_.upstream.address.to_string(),
+               admin_ ? config_.admin.listen.to_string() : std::string("off"));
   signals_.async_wait([this](boost::system::error_code ec, int signo) {
     if (!ec) on_signal(signo);
   });
   accept();
   io_.run();
+  if (admin_) admin_->close();
   stop_workers();
   spdlog::info("respguard stopped");
   return 0;
@@ -77,8 +107,11 @@ void Server::accept() {
       socket.non_blocking(true, ignored);
       socket.write_some(asio::buffer(reply), ignored);
       socket.close(ignored);
+      main_metrics().inc(observability::Metric::ClientConnectionsRejected,
+                         static_cast<std::size_t>(observability::RejectReason::MaxClients));
     } else {
       shared_.clients.fetch_add(1, std::memory_order_relaxed);
+      main_metrics().inc(observability::Metric::ClientConnectionsAccepted);
       worker.adopt(std::move(socket));
     }
     accept();

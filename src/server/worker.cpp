@@ -15,7 +15,7 @@ Worker::Worker(unsigned index, SharedState& shared)
       io_(1),  // one thread per io_context: Asio can skip its internal locking
       work_(asio::make_work_guard(io_)),
       pool_(io_, shared.config, index, shared.upstream_info, shared.dedicated_connections,
-            [this] { flush_dirty(); }),
+            shared.metrics.shard(index), [this] { flush_dirty(); }),
       sweep_timer_(io_) {}
 
 Worker::~Worker() { join(); }
@@ -62,7 +62,7 @@ void Worker::stop() {
   asio::post(io_, [this] {
     std::vector<std::shared_ptr<ClientSession>> sessions;
     for (ClientSession* s : sessions_) sessions.push_back(s->shared_from_this());
-    for (auto& s : sessions) s->close();
+    for (auto& s : sessions) s->close(ClientSession::CloseReason::Shutdown);
     sessions.clear();
     dirty_.clear();
     pool_.stop();

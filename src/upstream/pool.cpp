@@ -10,12 +10,13 @@ constexpr std::size_t kMaxIdleDedicated = 4;
 
 Pool::Pool(asio::io_context& io, const config::Config& config, unsigned worker_index,
            std::shared_ptr<UpstreamInfo> info, std::atomic<std::size_t>& dedicated_count,
-           std::function<void()> on_batch_end)
+           observability::Shard& metrics, std::function<void()> on_batch_end)
     : io_(io),
       config_(config),
       worker_index_(worker_index),
       info_(std::move(info)),
       dedicated_count_(dedicated_count),
+      metrics_(metrics),
       on_batch_end_(std::move(on_batch_end)) {}
 
 Pool::~Pool() { stop(); }
@@ -34,6 +35,8 @@ ConnectionOptions Pool::options(int protocol, bool dedicated, const std::string&
   o.reconnect_backoff_max = up.reconnect_backoff_max;
   o.limits = config_.protocol;
   o.name = name;
+  o.metrics = &metrics_;
+  o.record_latency = config_.admin.metrics;
   return o;
 }
 
@@ -88,7 +91,10 @@ std::shared_ptr<UpstreamConnection> Pool::acquire_dedicated(int protocol) {
   }
   std::size_t count = dedicated_count_.load(std::memory_order_relaxed);
   do {
-    if (count >= config_.server.max_pinned_connections) return nullptr;
+    if (count >= config_.server.max_pinned_connections) {
+      metrics_.inc(observability::Metric::PinnedRejected);
+      return nullptr;
+    }
   } while (!dedicated_count_.compare_exchange_weak(count, count + 1));
   std::string name = "respguard-w" + std::to_string(worker_index_) + "-pinned-" +
                      std::to_string(++dedicated_serial_);

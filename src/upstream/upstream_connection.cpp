@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "respguard/common/errors.hpp"
+#include "respguard/common/loop_clock.hpp"
 #include "respguard/resp/value.hpp"
 #include "respguard/resp/writer.hpp"
 
@@ -46,14 +47,47 @@ UpstreamConnection::UpstreamConnection(asio::io_context& io, ConnectionOptions o
       reply_parser_(options_.limits),
       rng_(std::random_device{}()) {}
 
-UpstreamConnection::~UpstreamConnection() = default;
+UpstreamConnection::~UpstreamConnection() { set_state(State::Closed); }
+
+void UpstreamConnection::set_state(State next) {
+  using observability::Metric;
+  using observability::UpstreamState;
+  auto gauge = [](State s) -> int {
+    switch (s) {
+      case State::Connecting:
+        return static_cast<int>(UpstreamState::Connecting);
+      case State::Ready:
+        return static_cast<int>(UpstreamState::Ready);
+      case State::Backoff:
+        return static_cast<int>(UpstreamState::Backoff);
+      default:
+        return -1;
+    }
+  };
+  if (options_.metrics != nullptr && next != state_) {
+    if (int g = gauge(state_); g >= 0) options_.metrics->gauge_add(Metric::UpstreamConnections, -1, g);
+    if (int g = gauge(next); g >= 0) options_.metrics->gauge_add(Metric::UpstreamConnections, 1, g);
+  }
+  state_ = next;
+}
+
+void UpstreamConnection::count_error(observability::UpstreamError kind) {
+  if (options_.metrics == nullptr) return;
+  options_.metrics->inc(observability::Metric::UpstreamErrors, static_cast<std::size_t>(kind));
+  if (kind == observability::UpstreamError::Timeout) {
+    options_.metrics->inc(observability::Metric::UpstreamTimeouts);
+  }
+}
 
 void UpstreamConnection::start() {
   if (state_ == State::Idle) connect();
 }
 
 void UpstreamConnection::connect() {
-  state_ = State::Connecting;
+  if (state_ == State::Backoff && options_.metrics != nullptr) {
+    options_.metrics->inc(observability::Metric::UpstreamReconnects);
+  }
+  set_state(State::Connecting);
   db_ = 0;
   const std::uint64_t gen = generation_;
   auto self = shared_from_this();
@@ -61,17 +95,23 @@ void UpstreamConnection::connect() {
   backoff_timer_.async_wait([this, self, gen](boost::system::error_code ec) {
     if (ec || gen != generation_ || state_ != State::Connecting) return;
     fail("connect timeout after " + std::to_string(options_.connect_timeout.count()) + "ms",
-         true);
+         true, observability::UpstreamError::Connect);
   });
   resolver_.async_resolve(
       options_.endpoint.host, std::to_string(options_.endpoint.port),
       [this, self, gen](boost::system::error_code ec, tcp::resolver::results_type results) {
         if (gen != generation_ || state_ != State::Connecting) return;
-        if (ec) return fail("resolve " + options_.endpoint.host + ": " + ec.message(), true);
+        if (ec) {
+          return fail("resolve " + options_.endpoint.host + ": " + ec.message(), true,
+                      observability::UpstreamError::Connect);
+        }
         asio::async_connect(socket_, results,
                             [this, self, gen](boost::system::error_code ec, const tcp::endpoint&) {
                               if (gen != generation_ || state_ != State::Connecting) return;
-                              if (ec) return fail("connect: " + ec.message(), true);
+                              if (ec) {
+                                return fail("connect: " + ec.message(), true,
+                                            observability::UpstreamError::Connect);
+                              }
                               on_connected();
                             });
       });
@@ -81,7 +121,7 @@ void UpstreamConnection::on_connected() {
   backoff_timer_.cancel();
   boost::system::error_code ignored;
   socket_.set_option(tcp::no_delay(true), ignored);
-  state_ = State::Ready;
+  set_state(State::Ready);
   if (backoff_.count() > 0) {
     spdlog::info("upstream {}: connected to {}", options_.name, options_.endpoint.to_string());
   }
@@ -98,7 +138,7 @@ void UpstreamConnection::queue_handshake() {
   std::vector<Pending> entries;
   auto add = [&](std::initializer_list<std::string_view> args, InternalCookie cookie) {
     resp::write_command(hs, args);
-    entries.push_back({this, cookie, kNoDeadline, false});
+    entries.push_back({this, cookie, kNoDeadline, false, LoopClock::now()});
   };
   if (options_.protocol >= 3) {
     if (!options_.password.empty()) {
@@ -131,7 +171,7 @@ void UpstreamConnection::send(std::string_view request, ReplySink* sink, std::ui
 
 void UpstreamConnection::commit_request(ReplySink* sink, std::uint64_t cookie, Deadline deadline,
                                         bool blocking) {
-  pending_.push_back({sink, cookie, deadline, blocking});
+  pending_.push_back({sink, cookie, deadline, blocking, LoopClock::now()});
   if (!timer_armed_ && deadline != kNoDeadline) arm_timer();
 }
 
@@ -157,7 +197,10 @@ void UpstreamConnection::start_write() {
                                                            std::size_t) {
                       if (gen != generation_) return;
                       write_in_flight_ = false;
-                      if (ec) return fail("write: " + ec.message(), true);
+                      if (ec) {
+                        return fail("write: " + ec.message(), true,
+                                    observability::UpstreamError::Write);
+                      }
                       writing_.clear();
                       // A 64 MB request should not pin 64 MB per connection forever.
                       if (writing_.capacity() > kReadKeep * 16) std::string().swap(writing_);
@@ -183,6 +226,7 @@ void UpstreamConnection::start_read() {
 
 void UpstreamConnection::on_read(std::size_t n) {
   rbuf_.commit(n);
+  const auto now = LoopClock::tick();
   const std::uint64_t gen = generation_;
   resp::ReplyInfo info;
   for (;;) {
@@ -191,12 +235,14 @@ void UpstreamConnection::on_read(std::size_t n) {
     resp::ParseResult r = reply_parser_.parse(data, info);
     if (r.status == resp::ParseStatus::NeedMore) break;
     if (r.status == resp::ParseStatus::Error) {
-      return fail("bad reply from upstream: " + std::string(r.error), !options_.dedicated);
+      return fail("bad reply from upstream: " + std::string(r.error), !options_.dedicated,
+                  observability::UpstreamError::Protocol);
     }
     std::string_view reply = data.substr(0, r.consumed);
     if (pending_.empty() || (info.is_push() && push_sink_ != nullptr)) {
       if (push_sink_ == nullptr) {
-        return fail("unexpected reply from upstream (no request pending)", true);
+        return fail("unexpected reply from upstream (no request pending)", true,
+                    observability::UpstreamError::Protocol);
       }
       push_sink_->on_reply(kPushCookie, reply, info);
     } else {
@@ -204,8 +250,11 @@ void UpstreamConnection::on_read(std::size_t n) {
       pending_.pop_front();
       // Requests pipelined behind a blocking call start their clock when it returns.
       if (p.blocking && !pending_.empty() && pending_.front().deadline != kNoDeadline) {
-        pending_.front().deadline = std::max(pending_.front().deadline,
-                                             SteadyClock::now() + options_.request_timeout);
+        pending_.front().deadline =
+            std::max(pending_.front().deadline, now + options_.request_timeout);
+      }
+      if (options_.record_latency) {
+        options_.metrics->observe(observability::Metric::UpstreamRequestDuration, now - p.queued);
       }
       p.sink->on_reply(p.cookie, reply, info);
     }
@@ -237,7 +286,7 @@ void UpstreamConnection::on_timer() {
   if (SteadyClock::now() >= pending_.front().deadline) {
     spdlog::warn("upstream {}: request timed out ({} pending); reconnecting", options_.name,
                  pending_.size());
-    return fail("request timeout", !options_.dedicated);
+    return fail("request timeout", !options_.dedicated, observability::UpstreamError::Timeout);
   }
   arm_timer();
 }
@@ -251,8 +300,10 @@ void UpstreamConnection::fail_pending(std::string_view error_reply) {
   for (const Pending& p : failed) p.sink->on_reply(p.cookie, error_reply, info);
 }
 
-void UpstreamConnection::fail(std::string_view why, bool reconnect) {
+void UpstreamConnection::fail(std::string_view why, bool reconnect,
+                              std::optional<observability::UpstreamError> kind) {
   if (state_ == State::Closed) return;
+  if (kind) count_error(*kind);
   last_error_ = std::string(why);
   const bool was_ready = state_ == State::Ready;
   ++generation_;
@@ -268,7 +319,7 @@ void UpstreamConnection::fail(std::string_view why, bool reconnect) {
   reply_parser_.reset();
   db_ = 0;
   const bool dedicated = options_.dedicated;
-  state_ = (reconnect && !dedicated) ? State::Backoff : State::Closed;
+  set_state((reconnect && !dedicated) ? State::Backoff : State::Closed);
   if (!dedicated) {
     if (was_ready) {
       spdlog::warn("upstream {}: {}", options_.name, why);
@@ -276,8 +327,9 @@ void UpstreamConnection::fail(std::string_view why, bool reconnect) {
       spdlog::debug("upstream {}: {}", options_.name, why);
     }
   }
-  std::string_view reply = why == "request timeout" ? errors::kUpstreamTimeout
-                                                    : errors::kUpstreamConnectionLost;
+  std::string_view reply = kind == observability::UpstreamError::Timeout
+                               ? errors::kUpstreamTimeout
+                               : errors::kUpstreamConnectionLost;
   error_reply_.assign("-").append(reply).append("\r\n");
   std::string error_reply = error_reply_;
   auto self = shared_from_this();  // sinks may drop their last reference to us
@@ -293,8 +345,8 @@ void UpstreamConnection::fail(std::string_view why, bool reconnect) {
 
 void UpstreamConnection::close(std::string_view why) {
   if (state_ == State::Closed) return;
-  fail(why, false);
-  state_ = State::Closed;
+  fail(why, false, std::nullopt);
+  set_state(State::Closed);
 }
 
 void UpstreamConnection::schedule_reconnect() {
@@ -321,11 +373,12 @@ void UpstreamConnection::on_reply(std::uint64_t cookie, std::string_view reply,
       // Clients would all see NOAUTH errors; say why once, loudly.
       spdlog::error("upstream {}: handshake failed: {}", options_.name,
                     reply.substr(1, reply.size() - 3));
+      count_error(observability::UpstreamError::Handshake);
       return;
     case kSelect:
       // The connection's db is now unknown; requests behind it would run in the wrong db.
       return fail("SELECT failed: " + std::string(reply.substr(1, reply.size() - 3)),
-                  !options_.dedicated);
+                  !options_.dedicated, observability::UpstreamError::Handshake);
     case kInfo: {
       resp::Value v;
       if (resp::parse_value(reply, v).status != resp::ParseStatus::Complete) return;

@@ -297,6 +297,7 @@ ProxyServer::ProxyServer(int upstream_port, ProxyOptions options) : dir_(make_te
   }
   for (int attempt = 0; attempt < 3; ++attempt) {
     port_ = free_port();
+    admin_port_ = free_port();
     if (start_once(upstream_port, options)) return;
   }
   throw std::runtime_error("respguard did not start (last port " + std::to_string(port_) +
@@ -318,7 +319,8 @@ bool ProxyServer::start_once(int upstream_port, const ProxyOptions& options) {
   }
   argv.insert(argv.end(), {"--listen", "127.0.0.1:" + std::to_string(port_), "--upstream",
                            "127.0.0.1:" + std::to_string(upstream_port), "--workers", "2",
-                           "--log-level", "warn"});
+                           "--admin", "127.0.0.1:" + std::to_string(admin_port_), "--log-level",
+                           "warn"});
   argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
   process_.start(argv, log_path_);
   // 10 s rather than 5: sanitizer builds start slowly.

@@ -104,6 +104,7 @@ class ProxyServer {
   ~ProxyServer();  // kills the process; prints its log when the current test failed
 
   int port() const { return port_; }
+  int admin_port() const { return admin_port_; }  // /metrics, /healthz, /readyz
   const std::string& log_path() const { return log_path_; }
   std::string log() const;
   void print_log() const;
@@ -117,6 +118,7 @@ class ProxyServer {
   bool start_once(int upstream_port, const ProxyOptions& options);
 
   int port_ = 0;
+  int admin_port_ = 0;
   std::string dir_;
   std::string log_path_;
   ChildProcess process_;

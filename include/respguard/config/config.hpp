@@ -65,11 +65,20 @@ struct LogConfig {
   std::string level = "info";  // trace, debug, info, warn, error, critical, off
 };
 
+// The admin HTTP listener: /metrics (Prometheus), /healthz, /readyz.
+struct AdminConfig {
+  bool enabled = true;
+  Endpoint listen{"127.0.0.1", 9380};
+  bool metrics = true;  // record metrics on the request path (off: /metrics shows zeros)
+  bool unready_when_breaker_open = false;  // an open circuit breaker fails /readyz
+};
+
 struct Config {
   ServerConfig server;
   UpstreamConfig upstream;
   resp::Limits protocol;
   LogConfig log;
+  AdminConfig admin;
 
   // Equal when every option in the schema is equal (resp::Limits has no operator==, and the
   // schema is the list of what a Config holds anyway).

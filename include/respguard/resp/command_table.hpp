@@ -50,13 +50,71 @@ struct BlockingSpec {
   Unit unit;
 };
 
-struct CommandInfo {
-  std::string_view name;  // lower case
-  CommandId id;
-  BlockingSpec blocking{0, BlockingSpec::Unit::Seconds};  // meaningful for Blocking only
+// Command flags as Redis 7 reports them in COMMAND INFO.
+enum CommandFlag : std::uint32_t {
+  kWrite = 1u << 0,
+  kReadonly = 1u << 1,
+  kDenyoom = 1u << 2,
+  kAdmin = 1u << 3,
+  kPubsub = 1u << 4,
+  kNoscript = 1u << 5,
+  kBlocking = 1u << 6,
+  kLoading = 1u << 7,
+  kStale = 1u << 8,
+  kSkipMonitor = 1u << 9,
+  kFast = 1u << 10,
+  kNoAuth = 1u << 11,
+  kMayReplicate = 1u << 12,
+  kMovablekeys = 1u << 13,
+  kAllowBusy = 1u << 14,
+  kNoMulti = 1u << 15,
 };
 
-// Looks a command name up, ignoring case. Returns nullptr for commands not in the table.
+// ACL categories (@read, @write, @dangerous, ...).
+namespace cat {
+enum : std::uint32_t {
+  kKeyspace = 1u << 0,
+  kRead = 1u << 1,
+  kWrite = 1u << 2,
+  kSet = 1u << 3,
+  kSortedset = 1u << 4,
+  kList = 1u << 5,
+  kHash = 1u << 6,
+  kString = 1u << 7,
+  kBitmap = 1u << 8,
+  kHyperloglog = 1u << 9,
+  kGeo = 1u << 10,
+  kStream = 1u << 11,
+  kPubsub = 1u << 12,
+  kAdmin = 1u << 13,
+  kFast = 1u << 14,
+  kSlow = 1u << 15,
+  kBlocking = 1u << 16,
+  kDangerous = 1u << 17,
+  kConnection = 1u << 18,
+  kTransaction = 1u << 19,
+  kScripting = 1u << 20,
+};
+}  // namespace cat
+
+struct CommandInfo {
+  std::string_view name;  // lower case
+  int arity = 0;  // Redis arity: N exact, -N at least N (the name counts)
+  std::uint32_t flags = 0;  // CommandFlag bits
+  int first_key = 0;  // key positions (first, last, step); last < 0 counts from the end
+  int last_key = 0;
+  int key_step = 0;
+  std::uint32_t categories = 0;  // cat:: bits
+  CommandId id = CommandId::Other;  // how the proxy handles it
+  BlockingSpec blocking{0, BlockingSpec::Unit::Seconds};  // meaningful for Blocking only
+  std::uint16_t index = 0;  // position in all_commands(): a dense id for metric labels
+};
+
+// Every command of Redis 7 (generated from COMMAND INFO), sorted by name.
+std::span<const CommandInfo> all_commands();
+
+// Looks a command name up, ignoring case. Returns nullptr for names Redis does not know
+// (they are forwarded anyway: the upstream may be newer, or have modules).
 const CommandInfo* lookup_command(std::string_view name);
 
 // The id for a name (Other when unknown).

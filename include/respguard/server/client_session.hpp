@@ -15,6 +15,7 @@
 
 #include "respguard/common/asio.hpp"
 #include "respguard/common/io_buffer.hpp"
+#include "respguard/observability/metrics.hpp"
 #include "respguard/resp/command_table.hpp"
 #include "respguard/resp/parser.hpp"
 #include "respguard/server/client_registry.hpp"
@@ -33,7 +34,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   ClientSession& operator=(const ClientSession&) = delete;
 
   void start();
-  void close();  // at once; replies still in flight are discarded
+  using CloseReason = observability::CloseReason;
+  void close(CloseReason reason = CloseReason::Client);  // at once; replies in flight are dropped
   void begin_drain();  // close once nothing is in flight and nothing is buffered
   void flush_output();
   // Closes the session when it has been idle past `timeout` (not while blocked or subscribed,
@@ -48,6 +50,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
     bool done = false;
     bool discard = false;  // CLIENT REPLY OFF / SKIP
     SlotKind kind = SlotKind::Normal;
+    std::uint16_t command = 0;  // metric label index
+    SteadyClock::time_point start;  // when the request was read
     std::string data;  // a reply that completed before the slots ahead of it
   };
 
@@ -82,14 +86,20 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   void pop_completed_slots();
   void schedule_flush();
   void start_write();
-  void close_after_flush();
+  void close_after_flush(CloseReason reason);
+  void record_command(std::size_t command, bool error, std::chrono::nanoseconds latency);
   void maybe_finish();
+  std::size_t unread_bytes();
 
   Worker& worker_;
   tcp::socket socket_;
   const std::uint64_t id_;
   std::shared_ptr<ClientInfo> info_;
   const config::Config& config_;
+  observability::Shard* metrics_;  // null when admin.metrics is off (request metrics only)
+  observability::Shard& state_metrics_;  // connection events: always recorded
+  std::size_t current_command_ = 0;  // label of the command being dispatched
+  CloseReason close_reason_ = CloseReason::Client;
 
   IoBuffer rbuf_;
   resp::RequestParser parser_;

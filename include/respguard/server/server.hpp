@@ -7,6 +7,7 @@
 
 #include "respguard/common/asio.hpp"
 #include "respguard/config/config.hpp"
+#include "respguard/observability/admin_server.hpp"
 #include "respguard/server/worker.hpp"
 
 namespace respguard::server {
@@ -22,6 +23,8 @@ class Server {
   int run();
   // The bound port (useful with port 0).
   std::uint16_t port() const;
+  // Why /readyz fails, or "" when ready.
+  std::string not_ready_reason() const;
 
  private:
   void accept();
@@ -29,10 +32,13 @@ class Server {
   void check_drained();
   void stop_workers();
 
+  observability::Shard& main_metrics() { return shared_.metrics.shard(workers_.size()); }
+
   const config::Config& config_;
   SharedState shared_;
   asio::io_context io_;  // listener, signals, drain timer: the main thread
   tcp::acceptor acceptor_;
+  std::unique_ptr<observability::AdminServer> admin_;
   asio::signal_set signals_;
   asio::steady_timer drain_timer_;
   SteadyClock::time_point drain_deadline_;

@@ -10,6 +10,7 @@
 
 #include "respguard/common/asio.hpp"
 #include "respguard/config/config.hpp"
+#include "respguard/observability/metrics.hpp"
 #include "respguard/server/client_registry.hpp"
 #include "respguard/upstream/pool.hpp"
 
@@ -20,9 +21,13 @@ class ClientSession;
 // Process-wide state the workers share. Everything here is either immutable after start,
 // atomic, or locked off the hot path.
 struct SharedState {
-  explicit SharedState(const config::Config& c)
-      : config(c), upstream_info(std::make_shared<upstream::UpstreamInfo>(c.upstream.databases)) {}
+  SharedState(const config::Config& c, std::size_t workers)
+      : config(c),
+        upstream_info(std::make_shared<upstream::UpstreamInfo>(c.upstream.databases)),
+        metrics(workers + 1) {}
   const config::Config& config;
+  // Shard i belongs to worker i; the last one to the main thread (listener).
+  observability::Registry metrics;
   std::shared_ptr<upstream::UpstreamInfo> upstream_info;
   ClientRegistry registry;
   std::atomic<std::size_t> clients{0};
@@ -51,6 +56,7 @@ class Worker {
   unsigned index() const { return index_; }
   SharedState& shared() { return shared_; }
   const config::Config& config() const { return shared_.config; }
+  observability::Shard& metrics() { return shared_.metrics.shard(index_); }
   upstream::Pool& pool() { return pool_; }
   bool draining() const { return draining_; }
   // Sessions with new output are written once per batch of upstream replies, so replies

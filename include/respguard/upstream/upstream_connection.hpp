@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -21,6 +22,7 @@
 #include "respguard/common/asio.hpp"
 #include "respguard/common/io_buffer.hpp"
 #include "respguard/config/config.hpp"
+#include "respguard/observability/metrics.hpp"
 #include "respguard/resp/parser.hpp"
 
 namespace respguard::upstream {
@@ -77,6 +79,8 @@ struct ConnectionOptions {
   config::Millis reconnect_backoff_max{5000};
   resp::Limits limits;
   std::string name;  // for logs and CLIENT SETNAME
+  observability::Shard* metrics = nullptr;  // the worker's shard: connection state, errors
+  bool record_latency = false;  // also the upstream latency histogram (admin.metrics)
 };
 
 class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnection>,
@@ -144,6 +148,7 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
     std::uint64_t cookie;
     Deadline deadline;
     bool blocking;
+    SteadyClock::time_point queued;
   };
   enum InternalCookie : std::uint64_t { kAuth, kHello, kSetName, kSelect, kInfo, kConfigDatabases };
 
@@ -155,7 +160,11 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   void start_write();
   void arm_timer();
   void on_timer();
-  void fail(std::string_view why, bool reconnect);
+  void set_state(State next);
+  void count_error(observability::UpstreamError kind);
+  // `kind`: what to count; nullopt when the owner closes the connection on purpose.
+  void fail(std::string_view why, bool reconnect,
+            std::optional<observability::UpstreamError> kind = observability::UpstreamError::Read);
   void fail_pending(std::string_view error_reply);
   void schedule_reconnect();
   // Handshake and SELECT replies.

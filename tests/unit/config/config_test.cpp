@@ -94,6 +94,11 @@ client:
 server:
   tcp_backlog: 1024
   max_pinned_connections: 10
+admin:
+  enabled: false
+  listen: 0.0.0.0:9999
+  metrics: false
+  unready_when_breaker_open: true
 upstream:
   address: "[::1]:7001"
   username: app
@@ -176,6 +181,10 @@ TEST(ConfigLoad, EveryOptionIsRead) {
   EXPECT_EQ(c.protocol.max_multibulk_len, 4096u);
   EXPECT_EQ(c.protocol.max_inline_len, 4096u);
   EXPECT_EQ(c.protocol.max_reply_depth, 16u);
+  EXPECT_FALSE(c.admin.enabled);
+  EXPECT_EQ(c.admin.listen, (Endpoint{"0.0.0.0", 9999}));
+  EXPECT_FALSE(c.admin.metrics);
+  EXPECT_TRUE(c.admin.unready_when_breaker_open);
 }
 
 // Adding an option to the schema fails here until kEveryOption (and the checks above) cover it.

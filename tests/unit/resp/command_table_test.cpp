@@ -22,7 +22,7 @@ TEST(CommandTable, LookupIgnoresCase) {
 }
 
 TEST(CommandTable, UnknownCommandsAreForwardedAsOther) {
-  EXPECT_EQ(lookup_command("GET"), nullptr);
+  EXPECT_EQ(lookup_command("NOSUCHCOMMAND"), nullptr);
   EXPECT_EQ(command_id("get"), CommandId::Other);
   EXPECT_EQ(command_id("multix"), CommandId::Other);
   EXPECT_EQ(command_id(""), CommandId::Other);
@@ -55,6 +55,32 @@ TEST(CommandTable, XreadBlocksOnlyWithBlockOption) {
   EXPECT_EQ(timeout_of({"xreadgroup", "GROUP", "g", "c", "block", "0", "STREAMS", "s", ">"}), 0);
   // A key named "block" after STREAMS is not the option.
   EXPECT_EQ(timeout_of({"XREAD", "STREAMS", "block", "5"}), std::nullopt);
+}
+
+TEST(CommandTable, KnowsEveryRedisCommandWithKeySpecsAndFlags) {
+  EXPECT_GE(all_commands().size(), 240u);
+  const CommandInfo* get = lookup_command("GeT");
+  ASSERT_NE(get, nullptr);
+  EXPECT_EQ(get->name, "get");
+  EXPECT_EQ(get->arity, 2);
+  EXPECT_EQ(get->first_key, 1);
+  EXPECT_EQ(get->last_key, 1);
+  EXPECT_TRUE(get->flags & kReadonly);
+  EXPECT_TRUE(get->categories & cat::kString);
+  const CommandInfo* mset = lookup_command("mset");
+  ASSERT_NE(mset, nullptr);
+  EXPECT_EQ(mset->last_key, -1);
+  EXPECT_EQ(mset->key_step, 2);
+  EXPECT_TRUE(mset->flags & kWrite);
+  EXPECT_TRUE(lookup_command("flushall")->categories & cat::kDangerous);
+}
+
+TEST(CommandTable, IndexIsDenseAndNamesAreUnique) {
+  auto all = all_commands();
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    EXPECT_EQ(all[i].index, i);
+    EXPECT_EQ(lookup_command(all[i].name), &all[i]) << all[i].name;
+  }
 }
 
 TEST(CommandTable, IequalsComparesAsciiCaseInsensitively) {

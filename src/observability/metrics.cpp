@@ -1,0 +1,273 @@
+#include "respguard/observability/metrics.hpp"
+
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
+
+#include <algorithm>
+#include <sstream>
+
+namespace respguard::observability {
+namespace {
+
+template <std::size_t N>
+using Values = std::array<std::string_view, N>;
+
+std::span<const std::string_view> command_values() {
+  static const std::vector<std::string_view> values = [] {
+    std::vector<std::string_view> v;
+    for (const auto& info : resp::all_commands()) v.push_back(info.name);
+    v.push_back("other");
+    return v;
+  }();
+  return values;
+}
+std::span<const std::string_view> result_values() {
+  static constexpr Values<2> v{"ok", "error"};
+  return v;
+}
+std::span<const std::string_view> reject_values() {
+  static constexpr Values<1> v{"maxclients"};
+  return v;
+}
+std::span<const std::string_view> close_values() {
+  static constexpr Values<8> v{"client",   "quit",     "protocol_error",     "idle_timeout",
+                               "output_buffer_limit", "query_buffer_limit", "shutdown",
+                               "upstream_lost"};
+  return v;
+}
+std::span<const std::string_view> state_values() {
+  static constexpr Values<3> v{"connecting", "ready", "backoff"};
+  return v;
+}
+std::span<const std::string_view> upstream_error_values() {
+  static constexpr Values<6> v{"connect", "read", "write", "protocol", "timeout", "handshake"};
+  return v;
+}
+std::span<const std::string_view> reload_values() {
+  static constexpr Values<2> v{"success", "failure"};
+  return v;
+}
+std::span<const std::string_view> version_values() {
+  static constexpr Values<1> v{RESPGUARD_VERSION};
+  return v;
+}
+std::span<const std::string_view> sha_values() {
+  static constexpr Values<1> v{RESPGUARD_GIT_SHA};
+  return v;
+}
+
+const std::vector<double> kLatencyBuckets = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                             0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5,
+                                             5,      10};
+
+std::vector<MetricDef> make_defs() {
+  using T = MetricType;
+  using M = Metric;
+  const LabelDef command{"command", command_values};
+  std::vector<MetricDef> defs = {
+      {M::BuildInfo, "respguard_build_info", T::Gauge,
+       "Always 1; the labels say which build is running.",
+       {{"version", version_values}, {"git_sha", sha_values}}},
+      {M::ClientConnections, "respguard_client_connections", T::Gauge,
+       "Client connections open now."},
+      {M::ClientConnectionsAccepted, "respguard_client_connections_accepted_total", T::Counter,
+       "Client connections accepted."},
+      {M::ClientConnectionsRejected, "respguard_client_connections_rejected_total", T::Counter,
+       "Client connections refused at accept, by reason.", {{"reason", reject_values}}},
+      {M::ClientConnectionsClosed, "respguard_client_connections_closed_total", T::Counter,
+       "Client connections closed, by reason.", {{"reason", close_values}}},
+      {M::Commands, "respguard_commands_total", T::Counter,
+       "Commands answered, by command and result (error: an error reply, from Redis or "
+       "respguard).",
+       {command, {"result", result_values}}, {}, true},
+      {M::RequestDuration, "respguard_request_duration_seconds", T::Histogram,
+       "Time from reading a command to its reply being ready for the client (proxy total).",
+       {}, kLatencyBuckets},
+      {M::ClientBytesReceived, "respguard_client_received_bytes_total", T::Counter,
+       "Bytes read from clients."},
+      {M::ClientBytesSent, "respguard_client_sent_bytes_total", T::Counter,
+       "Bytes written to clients."},
+      {M::ProtocolErrors, "respguard_protocol_errors_total", T::Counter,
+       "Malformed requests (the client got -ERR Protocol error and was disconnected)."},
+      {M::UpstreamConnections, "respguard_upstream_connections", T::Gauge,
+       "Upstream connections (shared and dedicated) by state.", {{"state", state_values}}},
+      {M::UpstreamRequestDuration, "respguard_upstream_request_duration_seconds", T::Histogram,
+       "Time from queueing a request for the upstream to its reply.", {}, kLatencyBuckets},
+      {M::UpstreamReconnects, "respguard_upstream_reconnects_total", T::Counter,
+       "Reconnection attempts of shared upstream connections after a failure."},
+      {M::UpstreamTimeouts, "respguard_upstream_timeouts_total", T::Counter,
+       "Upstream requests that timed out (the connection is then reset)."},
+      {M::UpstreamErrors, "respguard_upstream_errors_total", T::Counter,
+       "Upstream connection failures by kind.", {{"kind", upstream_error_values}}},
+      {M::PinnedConnections, "respguard_pinned_connections", T::Gauge,
+       "Dedicated upstream connections held for MULTI, WATCH, SUBSCRIBE, blocking commands "
+       "(including idle ones kept for reuse)."},
+      {M::PinnedRejected, "respguard_pinned_rejected_total", T::Counter,
+       "Commands refused because server.max_pinned_connections were in use."},
+      {M::ConfigReloads, "respguard_config_reloads_total", T::Counter,
+       "Configuration reloads by result.", {{"result", reload_values}}},
+  };
+  for (std::size_t i = 0; i < defs.size(); ++i) {
+    if (static_cast<std::size_t>(defs[i].id) != i) std::abort();  // table out of enum order
+  }
+  if (defs.size() != static_cast<std::size_t>(Metric::kCount)) std::abort();
+  return defs;
+}
+
+std::size_t series_count(const MetricDef& def) {
+  std::size_t n = 1;
+  for (const LabelDef& l : def.labels) n *= l.values().size();
+  return n;
+}
+
+std::size_t cells_per_series(const MetricDef& def) {
+  // Histogram: one count per bucket, one for +Inf, one sum in nanoseconds.
+  return def.type == MetricType::Histogram ? def.buckets.size() + 2 : 1;
+}
+
+std::string_view type_name(MetricType t) {
+  switch (t) {
+    case MetricType::Counter:
+      return "counter";
+    case MetricType::Gauge:
+      return "gauge";
+    case MetricType::Histogram:
+      return "histogram";
+  }
+  return "untyped";
+}
+
+}  // namespace
+
+const std::vector<MetricDef>& metric_defs() {
+  static const std::vector<MetricDef> defs = make_defs();
+  return defs;
+}
+
+std::string metrics_markdown() {
+  std::string out = "| name | type | labels | description |\n|---|---|---|---|\n";
+  for (const MetricDef& def : metric_defs()) {
+    std::string labels;
+    for (const LabelDef& l : def.labels) {
+      if (!labels.empty()) labels += ", ";
+      labels += "`" + std::string(l.name) + "`";
+      auto values = l.values();
+      if (l.name == "command") {
+        labels += " (Redis command name or `other`)";
+      } else if (l.name != "version" && l.name != "git_sha") {
+        labels += " (";
+        for (std::size_t i = 0; i < values.size(); ++i) {
+          labels += (i ? ", " : "") + std::string(values[i]);
+        }
+        labels += ")";
+      }
+    }
+    out += "| `" + std::string(def.name) + "` | " + std::string(type_name(def.type)) + " | " +
+           labels + " | " + std::string(def.help) + " |\n";
+  }
+  return out;
+}
+
+std::size_t series_index(Metric m, std::size_t first, std::size_t second) {
+  const MetricDef& def = metric_defs()[static_cast<std::size_t>(m)];
+  return first * def.labels[1].values().size() + second;
+}
+
+Shard::Shard() {
+  std::size_t total = 0;
+  for (const MetricDef& def : metric_defs()) {
+    offsets_.push_back(total);
+    total += series_count(def) * cells_per_series(def);
+  }
+  cells_.reset(new std::atomic<std::uint64_t>[total]);
+  for (std::size_t i = 0; i < total; ++i) cells_[i].store(0, std::memory_order_relaxed);
+}
+
+void Shard::observe(Metric m, std::chrono::nanoseconds d, std::size_t series) {
+  const MetricDef& def = metric_defs()[static_cast<std::size_t>(m)];
+  const std::size_t base = offsets_[static_cast<std::size_t>(m)] + series * cells_per_series(def);
+  const double seconds = std::chrono::duration<double>(d).count();
+  const auto& b = def.buckets;
+  const std::size_t bucket = std::lower_bound(b.begin(), b.end(), seconds) - b.begin();
+  add(base + bucket, 1);
+  add(base + b.size() + 1, static_cast<std::uint64_t>(std::max<std::int64_t>(0, d.count())));
+}
+
+Registry::Registry(std::size_t shards) : samplers_(static_cast<std::size_t>(Metric::kCount)) {
+  for (std::size_t i = 0; i < shards; ++i) shards_.push_back(std::make_unique<Shard>());
+  shards_[0]->gauge_add(Metric::BuildInfo, 1);
+}
+
+void Registry::set_sampler(Metric m, std::function<double()> fn) {
+  samplers_[static_cast<std::size_t>(m)] = std::move(fn);
+}
+
+double Registry::value(Metric m, std::size_t series) const {
+  const std::size_t id = static_cast<std::size_t>(m);
+  if (samplers_[id]) return samplers_[id]();
+  const MetricDef& def = metric_defs()[id];
+  const std::size_t per = cells_per_series(def);
+  const std::size_t cells = def.type == MetricType::Histogram ? def.buckets.size() + 1 : 1;
+  std::uint64_t sum = 0;
+  for (const auto& shard : shards_) {
+    for (std::size_t c = 0; c < cells; ++c) sum += shard->read(shard->offset(m) + series * per + c);
+  }
+  // Gauges are kept as wrapping deltas per shard; their sum is the signed value.
+  if (def.type == MetricType::Gauge) return static_cast<double>(static_cast<std::int64_t>(sum));
+  return static_cast<double>(sum);
+}
+
+std::string Registry::render() const {
+  std::vector<prometheus::MetricFamily> families;
+  for (const MetricDef& def : metric_defs()) {
+    prometheus::MetricFamily family;
+    family.name = std::string(def.name);
+    family.help = std::string(def.help);
+    family.type = def.type == MetricType::Counter ? prometheus::MetricType::Counter
+                  : def.type == MetricType::Gauge ? prometheus::MetricType::Gauge
+                                                  : prometheus::MetricType::Histogram;
+    const std::size_t series = series_count(def);
+    const std::size_t per = cells_per_series(def);
+    for (std::size_t s = 0; s < series; ++s) {
+      prometheus::ClientMetric metric;
+      // Labels: decompose the row-major series index.
+      std::size_t rest = s;
+      for (std::size_t l = def.labels.size(); l-- > 0;) {
+        auto values = def.labels[l].values();
+        metric.label.insert(metric.label.begin(),
+                            {std::string(def.labels[l].name),
+                             std::string(values[rest % values.size()])});
+        rest /= values.size();
+      }
+      if (def.type == MetricType::Histogram) {
+        std::uint64_t cumulative = 0;
+        std::uint64_t sum_ns = 0;
+        std::vector<std::uint64_t> counts(def.buckets.size() + 1, 0);
+        for (const auto& shard : shards_) {
+          const std::size_t base = shard->offset(def.id) + s * per;
+          for (std::size_t b = 0; b < counts.size(); ++b) counts[b] += shard->read(base + b);
+          sum_ns += shard->read(base + counts.size());
+        }
+        for (std::size_t b = 0; b < counts.size(); ++b) {
+          cumulative += counts[b];
+          metric.histogram.bucket.push_back(
+              {cumulative, b < def.buckets.size() ? def.buckets[b]
+                                                  : std::numeric_limits<double>::infinity()});
+        }
+        metric.histogram.sample_count = cumulative;
+        metric.histogram.sample_sum = static_cast<double>(sum_ns) / 1e9;
+      } else {
+        const double v = value(def.id, s);
+        if (def.sparse && v == 0) continue;
+        (def.type == MetricType::Counter ? metric.counter.value : metric.gauge.value) = v;
+      }
+      family.metric.push_back(std::move(metric));
+    }
+    families.push_back(std::move(family));
+  }
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, families);
+  return out.str();
+}
+
+}  // namespace respguard::observability
