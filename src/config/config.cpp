@@ -125,7 +125,7 @@ constexpr Option kOptions[] = {
      .type = Type::Bool,
      .field = [](Config& c) -> Ref { return &c.admin.unready_when_breaker_open; },
      .help = "Fail /readyz while the upstream circuit breaker is open (takes the pod out of its "
-             "Service)."},
+             "Service). Takes effect once the circuit breaker is configured."},
 
     {.key = "upstream.address",
      .type = Type::Endpoint,

@@ -49,7 +49,8 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
       self->request_.append(self->chunk_.data(), n);
       const std::size_t end = self->request_.find("\r\n\r\n");
       if (end == std::string::npos) {
-        if (self->request_.size() > kMaxRequest) return self->respond({400, "text/plain", "request too large\n"});
+        if (self->request_.size() > kMaxRequest)
+          return self->respond({400, "text/plain", "request too large\n"});
         return self->read();
       }
       // Request line: METHOD SP TARGET SP VERSION
@@ -112,8 +113,8 @@ AdminServer::AdminServer(asio::io_context& io, AdminHandlers handlers)
 void AdminServer::listen(const config::Endpoint& endpoint) {
   tcp::resolver resolver(io_);
   boost::system::error_code ec;
-  auto results = resolver.resolve(endpoint.host, std::to_string(endpoint.port),
-                                  tcp::resolver::passive, ec);
+  auto results =
+      resolver.resolve(endpoint.host, std::to_string(endpoint.port), tcp::resolver::passive, ec);
   if (ec || results.empty()) {
     throw std::system_error(ec, "cannot resolve admin address " + endpoint.to_string());
   }
@@ -131,7 +132,9 @@ void AdminServer::close() {
   acceptor_.close(ignored);
 }
 
-std::uint16_t AdminServer::port() const { return acceptor_.local_endpoint().port(); }
+std::uint16_t AdminServer::port() const {
+  return acceptor_.local_endpoint().port();
+}
 
 void AdminServer::accept() {
   acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {

@@ -4,6 +4,8 @@
 #include <prometheus/text_serializer.h>
 
 #include <algorithm>
+#include <array>
+#include <limits>
 #include <sstream>
 
 namespace respguard::observability {
@@ -30,8 +32,13 @@ std::span<const std::string_view> reject_values() {
   return v;
 }
 std::span<const std::string_view> close_values() {
-  static constexpr Values<8> v{"client",   "quit",     "protocol_error",     "idle_timeout",
-                               "output_buffer_limit", "query_buffer_limit", "shutdown",
+  static constexpr Values<8> v{"client",
+                               "quit",
+                               "protocol_error",
+                               "idle_timeout",
+                               "output_buffer_limit",
+                               "query_buffer_limit",
+                               "shutdown",
                                "upstream_lost"};
   return v;
 }
@@ -56,56 +63,84 @@ std::span<const std::string_view> sha_values() {
   return v;
 }
 
-const std::vector<double> kLatencyBuckets = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                             0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5,
-                                             5,      10};
+const std::vector<double> kLatencyBuckets = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                             0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
+                                             1,      2.5,     5,      10};
 
 std::vector<MetricDef> make_defs() {
   using T = MetricType;
   using M = Metric;
   const LabelDef command{"command", command_values};
   std::vector<MetricDef> defs = {
-      {M::BuildInfo, "respguard_build_info", T::Gauge,
+      {M::BuildInfo,
+       "respguard_build_info",
+       T::Gauge,
        "Always 1; the labels say which build is running.",
        {{"version", version_values}, {"git_sha", sha_values}}},
       {M::ClientConnections, "respguard_client_connections", T::Gauge,
        "Client connections open now."},
       {M::ClientConnectionsAccepted, "respguard_client_connections_accepted_total", T::Counter,
        "Client connections accepted."},
-      {M::ClientConnectionsRejected, "respguard_client_connections_rejected_total", T::Counter,
-       "Client connections refused at accept, by reason.", {{"reason", reject_values}}},
-      {M::ClientConnectionsClosed, "respguard_client_connections_closed_total", T::Counter,
-       "Client connections closed, by reason.", {{"reason", close_values}}},
-      {M::Commands, "respguard_commands_total", T::Counter,
+      {M::ClientConnectionsRejected,
+       "respguard_client_connections_rejected_total",
+       T::Counter,
+       "Client connections refused at accept, by reason.",
+       {{"reason", reject_values}}},
+      {M::ClientConnectionsClosed,
+       "respguard_client_connections_closed_total",
+       T::Counter,
+       "Client connections closed, by reason.",
+       {{"reason", close_values}}},
+      {M::Commands,
+       "respguard_commands_total",
+       T::Counter,
        "Commands answered, by command and result (error: an error reply, from Redis or "
        "respguard).",
-       {command, {"result", result_values}}, {}, true},
-      {M::RequestDuration, "respguard_request_duration_seconds", T::Histogram,
+       {command, {"result", result_values}},
+       {},
+       true},
+      {M::RequestDuration,
+       "respguard_request_duration_seconds",
+       T::Histogram,
        "Time from reading a command to its reply being ready for the client (proxy total).",
-       {}, kLatencyBuckets},
+       {},
+       kLatencyBuckets},
       {M::ClientBytesReceived, "respguard_client_received_bytes_total", T::Counter,
        "Bytes read from clients."},
       {M::ClientBytesSent, "respguard_client_sent_bytes_total", T::Counter,
        "Bytes written to clients."},
       {M::ProtocolErrors, "respguard_protocol_errors_total", T::Counter,
        "Malformed requests (the client got -ERR Protocol error and was disconnected)."},
-      {M::UpstreamConnections, "respguard_upstream_connections", T::Gauge,
-       "Upstream connections (shared and dedicated) by state.", {{"state", state_values}}},
-      {M::UpstreamRequestDuration, "respguard_upstream_request_duration_seconds", T::Histogram,
-       "Time from queueing a request for the upstream to its reply.", {}, kLatencyBuckets},
+      {M::UpstreamConnections,
+       "respguard_upstream_connections",
+       T::Gauge,
+       "Upstream connections (shared and dedicated) by state.",
+       {{"state", state_values}}},
+      {M::UpstreamRequestDuration,
+       "respguard_upstream_request_duration_seconds",
+       T::Histogram,
+       "Time from queueing a request for the upstream to its reply.",
+       {},
+       kLatencyBuckets},
       {M::UpstreamReconnects, "respguard_upstream_reconnects_total", T::Counter,
        "Reconnection attempts of shared upstream connections after a failure."},
       {M::UpstreamTimeouts, "respguard_upstream_timeouts_total", T::Counter,
        "Upstream requests that timed out (the connection is then reset)."},
-      {M::UpstreamErrors, "respguard_upstream_errors_total", T::Counter,
-       "Upstream connection failures by kind.", {{"kind", upstream_error_values}}},
+      {M::UpstreamErrors,
+       "respguard_upstream_errors_total",
+       T::Counter,
+       "Upstream connection failures by kind.",
+       {{"kind", upstream_error_values}}},
       {M::PinnedConnections, "respguard_pinned_connections", T::Gauge,
        "Dedicated upstream connections held for MULTI, WATCH, SUBSCRIBE, blocking commands "
        "(including idle ones kept for reuse)."},
       {M::PinnedRejected, "respguard_pinned_rejected_total", T::Counter,
        "Commands refused because server.max_pinned_connections were in use."},
-      {M::ConfigReloads, "respguard_config_reloads_total", T::Counter,
-       "Configuration reloads by result.", {{"result", reload_values}}},
+      {M::ConfigReloads,
+       "respguard_config_reloads_total",
+       T::Counter,
+       "Configuration reloads by result.",
+       {{"result", reload_values}}},
   };
   for (std::size_t i = 0; i < defs.size(); ++i) {
     if (static_cast<std::size_t>(defs[i].id) != i) std::abort();  // table out of enum order
@@ -202,19 +237,30 @@ void Registry::set_sampler(Metric m, std::function<double()> fn) {
   samplers_[static_cast<std::size_t>(m)] = std::move(fn);
 }
 
-double Registry::value(Metric m, std::size_t series) const {
-  const std::size_t id = static_cast<std::size_t>(m);
-  if (samplers_[id]) return samplers_[id]();
-  const MetricDef& def = metric_defs()[id];
+namespace {
+// Sum of one series over some shards. Gauges are kept as wrapping deltas per shard; their sum
+// is the signed value.
+double sum_series(std::span<const std::unique_ptr<Shard>> shards, Metric m, std::size_t series) {
+  const MetricDef& def = metric_defs()[static_cast<std::size_t>(m)];
   const std::size_t per = cells_per_series(def);
   const std::size_t cells = def.type == MetricType::Histogram ? def.buckets.size() + 1 : 1;
   std::uint64_t sum = 0;
-  for (const auto& shard : shards_) {
+  for (const auto& shard : shards) {
     for (std::size_t c = 0; c < cells; ++c) sum += shard->read(shard->offset(m) + series * per + c);
   }
-  // Gauges are kept as wrapping deltas per shard; their sum is the signed value.
   if (def.type == MetricType::Gauge) return static_cast<double>(static_cast<std::int64_t>(sum));
   return static_cast<double>(sum);
+}
+}  // namespace
+
+double Registry::value(Metric m, std::size_t series) const {
+  const std::size_t id = static_cast<std::size_t>(m);
+  if (samplers_[id]) return samplers_[id]();
+  return sum_series(shards_, m, series);
+}
+
+double Registry::shard_value(std::size_t shard, Metric m, std::size_t series) const {
+  return sum_series(std::span(shards_).subspan(shard, 1), m, series);
 }
 
 std::string Registry::render() const {
@@ -234,9 +280,8 @@ std::string Registry::render() const {
       std::size_t rest = s;
       for (std::size_t l = def.labels.size(); l-- > 0;) {
         auto values = def.labels[l].values();
-        metric.label.insert(metric.label.begin(),
-                            {std::string(def.labels[l].name),
-                             std::string(values[rest % values.size()])});
+        metric.label.insert(metric.label.begin(), {std::string(def.labels[l].name),
+                                                   std::string(values[rest % values.size()])});
         rest /= values.size();
       }
       if (def.type == MetricType::Histogram) {
@@ -251,8 +296,8 @@ std::string Registry::render() const {
         for (std::size_t b = 0; b < counts.size(); ++b) {
           cumulative += counts[b];
           metric.histogram.bucket.push_back(
-              {cumulative, b < def.buckets.size() ? def.buckets[b]
-                                                  : std::numeric_limits<double>::infinity()});
+              {cumulative,
+               b < def.buckets.size() ? def.buckets[b] : std::numeric_limits<double>::infinity()});
         }
         metric.histogram.sample_count = cumulative;
         metric.histogram.sample_sum = static_cast<double>(sum_ns) / 1e9;

@@ -66,7 +66,9 @@ constexpr Special kSpecial[] = {
     {"replconf", CommandId::Unsupported},
 };
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+char lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
 
 std::uint32_t hash_lower(std::string_view s) {
   std::uint32_t h = 2166136261u;  // FNV-1a over the lower-cased bytes
@@ -167,9 +169,13 @@ bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
-std::span<const CommandInfo> all_commands() { return table().all(); }
+std::span<const CommandInfo> all_commands() {
+  return table().all();
+}
 
-const CommandInfo* lookup_command(std::string_view name) { return table().find(name); }
+const CommandInfo* lookup_command(std::string_view name) {
+  return table().find(name);
+}
 
 std::optional<std::int64_t> blocking_timeout_ms(const CommandInfo& info,
                                                 std::span<const std::string_view> args) {

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <charconv>
 
 #include "respguard/common/errors.hpp"
@@ -21,7 +22,8 @@ constexpr std::size_t kKeepBuffer = 64 * 1024;  // larger buffers are released o
 constexpr std::size_t kInitialSlots = 16;
 
 std::string endpoint_text(const tcp::endpoint& ep) {
-  if (ep.address().is_v6()) return "[" + ep.address().to_string() + "]:" + std::to_string(ep.port());
+  if (ep.address().is_v6())
+    return "[" + ep.address().to_string() + "]:" + std::to_string(ep.port());
   return ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 
@@ -74,25 +76,30 @@ ClientSession::~ClientSession() {
   worker_.on_session_closed(this);
 }
 
-void ClientSession::start() { start_read(); }
+void ClientSession::start() {
+  start_read();
+}
 
 // ---------------------------------------------------------------------------- reading
 
 void ClientSession::start_read() {
   if (closing_) return;
-  char* dst = rbuf_.prepare(kReadChunk, parser_.bytes_hint());
-  socket_.async_read_some(asio::buffer(dst, rbuf_.free_space()),
-                          [this, self = shared_from_this()](boost::system::error_code ec,
-                                                            std::size_t n) {
-                            if (closed_) return;
-                            if (ec) {
-                              // Closing after a QUIT: the owed replies are still written.
-                              if (closing_) return maybe_finish();
-                              // The peer is gone; what is in flight is discarded on arrival.
-                              return close();
-                            }
-                            on_read(n);
-                          });
+  // Size the buffer for a large bulk once the parser knows it, but never more than twice what
+  // the client has sent: a 20-byte header claiming 512 MB must not make us allocate 512 MB.
+  const std::size_t want = std::min(parser_.bytes_hint(), 2 * rbuf_.size() + kKeepBuffer);
+  char* dst = rbuf_.prepare(kReadChunk, want);
+  socket_.async_read_some(
+      asio::buffer(dst, rbuf_.free_space()),
+      [this, self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+        if (closed_) return;
+        if (ec) {
+          // Closing after a QUIT: the owed replies are still written.
+          if (closing_) return maybe_finish();
+          // The peer is gone; what is in flight is discarded on arrival.
+          return close();
+        }
+        on_read(n);
+      });
 }
 
 void ClientSession::on_read(std::size_t n) {
@@ -101,8 +108,8 @@ void ClientSession::on_read(std::size_t n) {
   if (metrics_) metrics_->inc(observability::Metric::ClientBytesReceived, 0, n);
   info_->last_active_ms.store(steady_ms(now_), std::memory_order_relaxed);
   if (config_.server.query_buffer_limit > 0 && rbuf_.size() > config_.server.query_buffer_limit) {
-    spdlog::warn("client {} {}: query buffer limit ({} bytes) reached; closing", id_,
-                 info_->addr, config_.server.query_buffer_limit);
+    spdlog::warn("client {} {}: query buffer limit ({} bytes) reached; closing", id_, info_->addr,
+                 config_.server.query_buffer_limit);
     reply_error(errors::kQueryBufferLimit);
     close_after_flush(CloseReason::QueryBufferLimit);
     flush_output();
@@ -121,9 +128,9 @@ void ClientSession::process_input() {
     if (r.status == resp::ParseStatus::NeedMore) break;
     if (r.status == resp::ParseStatus::Error) {
       // Redis answers a protocol error and closes the connection; so do we.
-      scratch_.assign("ERR ").append(r.error);
-      current_command_ = observability::command_label(nullptr);
-      reply_error(scratch_);
+      // Not a command: counted as a protocol error only.
+      scratch_.assign("-ERR ").append(r.error).append("\r\n");
+      reply_local(scratch_, /*count=*/false);
       spdlog::debug("client {} {}: {}", id_, info_->addr, r.error);
       state_metrics_.inc(observability::Metric::ProtocolErrors);
       close_after_flush(CloseReason::ProtocolError);
@@ -336,7 +343,9 @@ ClientSession::Dispatch ClientSession::forward(const resp::Command& cmd,
 
   auto deadline = now_ + config_.upstream.request_timeout;
   bool blocking = false;
-  if (info != nullptr && !in_multi_ && kind == SlotKind::Normal) {
+  if (info != nullptr && !in_multi_ && kind == SlotKind::Normal &&
+      (info->id == CommandId::Blocking || info->id == CommandId::XRead ||
+       info->id == CommandId::XReadGroup)) {
     if (auto timeout = resp::blocking_timeout_ms(*info, cmd.args)) {
       blocking = true;
       deadline = *timeout == 0 ? UpstreamConnection::kNoDeadline
@@ -496,9 +505,8 @@ ClientSession::Dispatch ClientSession::cmd_client(const resp::Command& cmd) {
     } else if (iequals(cmd.args[2], "lib-name") || iequals(cmd.args[2], "lib-ver")) {
       const bool is_name = iequals(cmd.args[2], "lib-name");
       std::string value(cmd.args[3]);
-      worker_.shared().registry.update(*info_, [&](ClientInfo& i) {
-        (is_name ? i.lib_name : i.lib_ver) = value;
-      });
+      worker_.shared().registry.update(
+          *info_, [&](ClientInfo& i) { (is_name ? i.lib_name : i.lib_ver) = value; });
       reply_local("+OK\r\n");
     } else {
       reply_error("ERR Unrecognized option '" + std::string(cmd.args[2]) + "'");
@@ -593,8 +601,8 @@ void ClientSession::record_command(std::size_t command, bool error,
   metrics_->observe(Metric::RequestDuration, latency);
 }
 
-void ClientSession::reply_local(std::string_view bytes) {
-  record_command(current_command_, bytes[0] == '-', std::chrono::nanoseconds{0});
+void ClientSession::reply_local(std::string_view bytes, bool count) {
+  if (count) record_command(current_command_, bytes[0] == '-', std::chrono::nanoseconds{0});
   if (reply_off_ || skip_next_reply_) {
     skip_next_reply_ = false;
     return;
@@ -684,8 +692,8 @@ void ClientSession::append_output(std::string_view bytes) {
       push_mode_ ? config_.server.pubsub_output_buffer_limit : config_.server.output_buffer_limit;
   if (limit > 0 && out_.size() + writing_.size() > limit) {
     // A client that does not read its replies must not make us hold unbounded memory.
-    spdlog::warn("client {} {}: output buffer limit ({} bytes) reached; closing", id_,
-                 info_->addr, limit);
+    spdlog::warn("client {} {}: output buffer limit ({} bytes) reached; closing", id_, info_->addr,
+                 limit);
     close(CloseReason::OutputBufferLimit);
   }
 }
@@ -723,8 +731,8 @@ void ClientSession::begin_drain() {
 
 void ClientSession::maybe_finish() {
   if (closed_) return;
-  const bool nothing_owed = inflight_ == 0 && head_seq_ == tail_seq_ && !write_in_flight_ &&
-                            out_.empty();
+  const bool nothing_owed =
+      inflight_ == 0 && head_seq_ == tail_seq_ && !write_in_flight_ && out_.empty();
   if (!nothing_owed) return;
   if (closing_) {
     close(close_reason_);

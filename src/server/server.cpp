@@ -37,9 +37,13 @@ Server::Server(const config::Config& config)
 
 std::string Server::not_ready_reason() const {
   if (shared_.draining.load()) return "shutting down";
+  // Every worker must have a ready connection: clients land on any of them.
   const auto ready = static_cast<std::size_t>(observability::UpstreamState::Ready);
-  if (shared_.metrics.value(observability::Metric::UpstreamConnections, ready) < 1) {
-    return "no upstream connection to " + config_.upstream.address.to_string() + " is ready";
+  for (std::size_t w = 0; w < workers_.size(); ++w) {
+    if (shared_.metrics.shard_value(w, observability::Metric::UpstreamConnections, ready) < 1) {
+      return "worker " + std::to_string(w) + " has no ready upstream connection to " +
+             config_.upstream.address.to_string();
+    }
   }
   return {};
 }
@@ -52,8 +56,8 @@ void Server::bind() {
   const auto& listen = config_.server.listen;
   tcp::resolver resolver(io_);
   boost::system::error_code ec;
-  auto results = resolver.resolve(listen.host, std::to_string(listen.port),
-                                  tcp::resolver::passive, ec);
+  auto results =
+      resolver.resolve(listen.host, std::to_string(listen.port), tcp::resolver::passive, ec);
   if (ec || results.empty()) {
     throw std::system_error(ec, "cannot resolve listen address " + listen.to_string());
   }
@@ -72,7 +76,9 @@ void Server::bind() {
   }
 }
 
-std::uint16_t Server::port() const { return acceptor_.local_endpoint().port(); }
+std::uint16_t Server::port() const {
+  return acceptor_.local_endpoint().port();
+}
 
 int Server::run() {
   for (auto& w : workers_) w->start();
@@ -94,28 +100,28 @@ int Server::run() {
 void Server::accept() {
   Worker& worker = *workers_[next_worker_];
   next_worker_ = (next_worker_ + 1) % workers_.size();
-  acceptor_.async_accept(worker.io(), [this, &worker](boost::system::error_code ec,
-                                                      tcp::socket socket) {
-    if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
-    if (ec) {
-      // EMFILE and friends: keep accepting; the listener must not die with one bad accept.
-      spdlog::warn("accept: {}", ec.message());
-    } else if (shared_.clients.load(std::memory_order_relaxed) >= config_.server.maxclients) {
-      // As Redis: tell the client why, then close.
-      std::string reply = "-" + std::string(errors::kMaxClients) + "\r\n";
-      boost::system::error_code ignored;
-      socket.non_blocking(true, ignored);
-      socket.write_some(asio::buffer(reply), ignored);
-      socket.close(ignored);
-      main_metrics().inc(observability::Metric::ClientConnectionsRejected,
-                         static_cast<std::size_t>(observability::RejectReason::MaxClients));
-    } else {
-      shared_.clients.fetch_add(1, std::memory_order_relaxed);
-      main_metrics().inc(observability::Metric::ClientConnectionsAccepted);
-      worker.adopt(std::move(socket));
-    }
-    accept();
-  });
+  acceptor_.async_accept(
+      worker.io(), [this, &worker](boost::system::error_code ec, tcp::socket socket) {
+        if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+        if (ec) {
+          // EMFILE and friends: keep accepting; the listener must not die with one bad accept.
+          spdlog::warn("accept: {}", ec.message());
+        } else if (shared_.clients.load(std::memory_order_relaxed) >= config_.server.maxclients) {
+          // As Redis: tell the client why, then close.
+          std::string reply = "-" + std::string(errors::kMaxClients) + "\r\n";
+          boost::system::error_code ignored;
+          socket.non_blocking(true, ignored);
+          socket.write_some(asio::buffer(reply), ignored);
+          socket.close(ignored);
+          main_metrics().inc(observability::Metric::ClientConnectionsRejected,
+                             static_cast<std::size_t>(observability::RejectReason::MaxClients));
+        } else {
+          shared_.clients.fetch_add(1, std::memory_order_relaxed);
+          main_metrics().inc(observability::Metric::ClientConnectionsAccepted);
+          worker.adopt(std::move(socket));
+        }
+        accept();
+      });
 }
 
 void Server::on_signal(int signo) {

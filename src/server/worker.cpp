@@ -18,7 +18,9 @@ Worker::Worker(unsigned index, SharedState& shared)
             shared.metrics.shard(index), [this] { flush_dirty(); }),
       sweep_timer_(io_) {}
 
-Worker::~Worker() { join(); }
+Worker::~Worker() {
+  join();
+}
 
 void Worker::start() {
   asio::post(io_, [this] {
@@ -83,7 +85,9 @@ void Worker::flush_dirty() {
   flushing_.clear();
 }
 
-void Worker::on_session_closed(ClientSession* session) { sessions_.erase(session); }
+void Worker::on_session_closed(ClientSession* session) {
+  sessions_.erase(session);
+}
 
 void Worker::sweep() {
   const auto timeout = shared_.config.server.idle_timeout;

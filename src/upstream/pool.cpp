@@ -19,7 +19,9 @@ Pool::Pool(asio::io_context& io, const config::Config& config, unsigned worker_i
       metrics_(metrics),
       on_batch_end_(std::move(on_batch_end)) {}
 
-Pool::~Pool() { stop(); }
+Pool::~Pool() {
+  stop();
+}
 
 ConnectionOptions Pool::options(int protocol, bool dedicated, const std::string& name) const {
   const config::UpstreamConfig& up = config_.upstream;
@@ -57,7 +59,9 @@ std::vector<std::shared_ptr<UpstreamConnection>>& Pool::shared_set(int protocol)
   return set;
 }
 
-void Pool::start() { shared_set(2); }
+void Pool::start() {
+  shared_set(2);
+}
 
 void Pool::stop() {
   if (stopped_) return;
@@ -127,9 +131,8 @@ void Pool::release_dedicated(std::shared_ptr<UpstreamConnection> conn, bool clea
 }
 
 bool Pool::any_ready() const {
-  return std::any_of(shared_resp2_.begin(), shared_resp2_.end(), [](const auto& c) {
-    return c->state() == UpstreamConnection::State::Ready;
-  });
+  return std::any_of(shared_resp2_.begin(), shared_resp2_.end(),
+                     [](const auto& c) { return c->state() == UpstreamConnection::State::Ready; });
 }
 
 }  // namespace respguard::upstream

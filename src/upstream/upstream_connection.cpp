@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "respguard/common/errors.hpp"
+#include "respguard/common/log_limiter.hpp"
 #include "respguard/common/loop_clock.hpp"
 #include "respguard/resp/value.hpp"
 #include "respguard/resp/writer.hpp"
@@ -47,7 +48,9 @@ UpstreamConnection::UpstreamConnection(asio::io_context& io, ConnectionOptions o
       reply_parser_(options_.limits),
       rng_(std::random_device{}()) {}
 
-UpstreamConnection::~UpstreamConnection() { set_state(State::Closed); }
+UpstreamConnection::~UpstreamConnection() {
+  set_state(State::Closed);
+}
 
 void UpstreamConnection::set_state(State next) {
   using observability::Metric;
@@ -65,7 +68,8 @@ void UpstreamConnection::set_state(State next) {
     }
   };
   if (options_.metrics != nullptr && next != state_) {
-    if (int g = gauge(state_); g >= 0) options_.metrics->gauge_add(Metric::UpstreamConnections, -1, g);
+    if (int g = gauge(state_); g >= 0)
+      options_.metrics->gauge_add(Metric::UpstreamConnections, -1, g);
     if (int g = gauge(next); g >= 0) options_.metrics->gauge_add(Metric::UpstreamConnections, 1, g);
   }
   state_ = next;
@@ -94,8 +98,8 @@ void UpstreamConnection::connect() {
   backoff_timer_.expires_after(options_.connect_timeout);
   backoff_timer_.async_wait([this, self, gen](boost::system::error_code ec) {
     if (ec || gen != generation_ || state_ != State::Connecting) return;
-    fail("connect timeout after " + std::to_string(options_.connect_timeout.count()) + "ms",
-         true, observability::UpstreamError::Connect);
+    fail("connect timeout after " + std::to_string(options_.connect_timeout.count()) + "ms", true,
+         observability::UpstreamError::Connect);
   });
   resolver_.async_resolve(
       options_.endpoint.host, std::to_string(options_.endpoint.port),
@@ -192,36 +196,35 @@ void UpstreamConnection::start_write() {
   writing_.swap(wbuf_);
   write_in_flight_ = true;
   const std::uint64_t gen = generation_;
-  asio::async_write(socket_, asio::buffer(writing_),
-                    [this, self = shared_from_this(), gen](boost::system::error_code ec,
-                                                           std::size_t) {
-                      if (gen != generation_) return;
-                      write_in_flight_ = false;
-                      if (ec) {
-                        return fail("write: " + ec.message(), true,
-                                    observability::UpstreamError::Write);
-                      }
-                      writing_.clear();
-                      // A 64 MB request should not pin 64 MB per connection forever.
-                      if (writing_.capacity() > kReadKeep * 16) std::string().swap(writing_);
-                      flush();
-                    });
+  asio::async_write(
+      socket_, asio::buffer(writing_),
+      [this, self = shared_from_this(), gen](boost::system::error_code ec, std::size_t) {
+        if (gen != generation_) return;
+        write_in_flight_ = false;
+        if (ec) {
+          return fail("write: " + ec.message(), true, observability::UpstreamError::Write);
+        }
+        writing_.clear();
+        // A 64 MB request should not pin 64 MB per connection forever.
+        if (writing_.capacity() > kReadKeep * 16) std::string().swap(writing_);
+        flush();
+      });
 }
 
 void UpstreamConnection::start_read() {
   char* dst = rbuf_.prepare(kReadChunk);
   const std::uint64_t gen = generation_;
-  socket_.async_read_some(asio::buffer(dst, rbuf_.free_space()),
-                          [this, self = shared_from_this(), gen](boost::system::error_code ec,
-                                                                 std::size_t n) {
-                            if (gen != generation_) return;
-                            if (ec) {
-                              return fail(ec == asio::error::eof ? std::string("closed by upstream")
-                                                                 : "read: " + ec.message(),
-                                          true);
-                            }
-                            on_read(n);
-                          });
+  socket_.async_read_some(
+      asio::buffer(dst, rbuf_.free_space()),
+      [this, self = shared_from_this(), gen](boost::system::error_code ec, std::size_t n) {
+        if (gen != generation_) return;
+        if (ec) {
+          return fail(
+              ec == asio::error::eof ? std::string("closed by upstream") : "read: " + ec.message(),
+              true);
+        }
+        on_read(n);
+      });
 }
 
 void UpstreamConnection::on_read(std::size_t n) {
@@ -253,7 +256,7 @@ void UpstreamConnection::on_read(std::size_t n) {
         pending_.front().deadline =
             std::max(pending_.front().deadline, now + options_.request_timeout);
       }
-      if (options_.record_latency) {
+      if (options_.record_latency && p.sink != this) {  // not the handshake's own requests
         options_.metrics->observe(observability::Metric::UpstreamRequestDuration, now - p.queued);
       }
       p.sink->on_reply(p.cookie, reply, info);
@@ -320,11 +323,16 @@ void UpstreamConnection::fail(std::string_view why, bool reconnect,
   db_ = 0;
   const bool dedicated = options_.dedicated;
   set_state((reconnect && !dedicated) ? State::Backoff : State::Closed);
-  if (!dedicated) {
+  if (!dedicated && kind) {
+    // Losing a working connection is always worth a line; failing to reconnect is repeated
+    // by every connection every backoff period, so it is rate-limited.
+    static LogLimiter reconnect_failures(std::chrono::seconds(10));
+    std::uint64_t suppressed = 0;
     if (was_ready) {
       spdlog::warn("upstream {}: {}", options_.name, why);
-    } else {
-      spdlog::debug("upstream {}: {}", options_.name, why);
+    } else if (reconnect_failures.allow(suppressed)) {
+      spdlog::warn("upstream {} unreachable: {} ({} similar messages suppressed)", options_.name,
+                   why, suppressed);
     }
   }
   std::string_view reply = kind == observability::UpstreamError::Timeout

@@ -602,6 +602,60 @@ std::string redis_cli(int port, const std::vector<std::string>& args) {
   return output;
 }
 
+// ---- HTTP ----
+
+std::string http_get(int port, std::string path, int* status, Millis timeout) {
+  *status = -1;
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return "";
+  timeval tv = to_timeval(timeout);
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::string response;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    const std::string request = "GET " + path +
+                                " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
+                                "\r\nConnection: close\r\n\r\n";
+    std::string_view rest = request;
+    while (!rest.empty()) {
+      ssize_t n = ::send(fd, rest.data(), rest.size(), MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      rest.remove_prefix(static_cast<std::size_t>(n));
+    }
+    // The server closes the connection after one response: read to EOF (or the deadline).
+    char chunk[65536];
+    while (rest.empty() && std::chrono::steady_clock::now() < deadline) {
+      ssize_t n = ::recv(fd, chunk, sizeof(chunk), 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      response.append(chunk, static_cast<std::size_t>(n));
+    }
+  }
+  ::close(fd);
+
+  // "HTTP/1.1 200 OK\r\nHeader: value\r\n...\r\n\r\nbody"
+  const std::size_t head_end = response.find("\r\n\r\n");
+  if (!response.starts_with("HTTP/1.") || head_end == std::string::npos) return "";
+  const std::size_t sp = response.find(' ');
+  if (sp == std::string::npos || sp + 4 > response.size()) return "";
+  const int code = std::atoi(response.c_str() + sp + 1);
+  std::string body = response.substr(head_end + 4);
+  std::string head = response.substr(0, head_end + 2);
+  for (char& c : head) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (std::size_t cl = head.find("\r\ncontent-length:"); cl != std::string::npos) {
+    const long long length = std::atoll(head.c_str() + cl + 17);
+    if (length != static_cast<long long>(body.size())) return body;  // truncated: status -1
+  }
+  *status = code;
+  return body;
+}
+
 // ---- SharedProxyTest ----
 
 void SharedProxyTest::SetUpTestSuite() {

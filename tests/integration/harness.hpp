@@ -199,6 +199,12 @@ long long commandstat_calls(int redis_port, const std::string& command);  // 0 i
 // Runs redis-cli -h 127.0.0.1 -p <port> <args...> (bounded by timeout(1)); trimmed stdout.
 std::string redis_cli(int port, const std::vector<std::string>& args);
 
+// A blocking HTTP/1.1 GET of http://127.0.0.1:<port><path> (the admin endpoints), bounded by
+// `timeout` for connecting, sending and reading. Returns the body; *status is the HTTP status
+// code, or -1 when there was no complete response (connection refused, timeout, a body shorter
+// than its Content-Length).
+std::string http_get(int port, std::string path, int* status, Millis timeout = 5s);
+
 // The shared setup of most suites: one redis-server and one proxy for all tests of the suite
 // (started in SetUpTestSuite), keys namespaced by test name so tests do not see each other.
 class SharedProxyTest : public ::testing::Test {

@@ -25,7 +25,8 @@ inline constexpr std::string_view kSubscribeContext =
 
 // respguard's own conditions. Each says what happened and, where useful, what to do.
 inline constexpr std::string_view kUpstreamTimeout = "ERR respguard: upstream request timed out";
-inline constexpr std::string_view kUpstreamConnectionLost = "ERR respguard: upstream connection lost";
+inline constexpr std::string_view kUpstreamConnectionLost =
+    "ERR respguard: upstream connection lost";
 inline constexpr std::string_view kUpstreamUnavailable =
     "ERR respguard: upstream unavailable (reconnecting)";
 inline constexpr std::string_view kTooManyPinned =

@@ -14,11 +14,11 @@ struct CliOptions {
   enum class Action { Run, CheckConfig, Version, Help, PrintConfigReference, PrintMetrics };
   Action action = Action::Run;
   std::optional<std::string> config_path;  // --config FILE, or the FILE of --check-config
-  std::optional<std::string> log_level;  // --log-level LEVEL
-  std::optional<Endpoint> listen;  // --listen HOST:PORT
-  std::optional<Endpoint> upstream;  // --upstream HOST:PORT
-  std::optional<unsigned> workers;  // --workers N
-  std::optional<Endpoint> admin;  // --admin HOST:PORT
+  std::optional<std::string> log_level;    // --log-level LEVEL
+  std::optional<Endpoint> listen;          // --listen HOST:PORT
+  std::optional<Endpoint> upstream;        // --upstream HOST:PORT
+  std::optional<unsigned> workers;         // --workers N
+  std::optional<Endpoint> admin;           // --admin HOST:PORT
 };
 
 // Throws ConfigError on an unknown flag, a missing value or a bad address.

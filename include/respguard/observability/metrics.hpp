@@ -12,6 +12,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -52,8 +53,16 @@ enum class Metric : std::uint16_t {
 // Label value sets. Series of a metric are numbered by the row-major index over its labels.
 enum class CommandResult : std::uint8_t { Ok, Error };
 enum class RejectReason : std::uint8_t { MaxClients };
-enum class CloseReason : std::uint8_t { Client, Quit, ProtocolError, IdleTimeout, OutputBufferLimit,
-                                        QueryBufferLimit, Shutdown, UpstreamLost };
+enum class CloseReason : std::uint8_t {
+  Client,
+  Quit,
+  ProtocolError,
+  IdleTimeout,
+  OutputBufferLimit,
+  QueryBufferLimit,
+  Shutdown,
+  UpstreamLost
+};
 enum class UpstreamState : std::uint8_t { Connecting, Ready, Backoff };
 enum class UpstreamError : std::uint8_t { Connect, Read, Write, Protocol, Timeout, Handshake };
 enum class ReloadResult : std::uint8_t { Success, Failure };
@@ -70,7 +79,7 @@ struct MetricDef {
   std::string_view help;
   std::vector<LabelDef> labels;
   std::vector<double> buckets;  // histograms: upper bounds in seconds
-  bool sparse = false;  // expose only series that are non-zero (large label sets)
+  bool sparse = false;          // expose only series that are non-zero (large label sets)
 };
 
 // The table, indexed by Metric.
@@ -92,13 +101,14 @@ class Shard {
   // Histogram: seconds as a duration.
   void observe(Metric m, std::chrono::nanoseconds d, std::size_t series = 0);
 
-  std::uint64_t read(std::size_t cell) const { return cells_[cell].load(std::memory_order_relaxed); }
+  std::uint64_t read(std::size_t cell) const {
+    return cells_[cell].load(std::memory_order_relaxed);
+  }
   std::size_t offset(Metric m) const { return offsets_[static_cast<std::size_t>(m)]; }
 
  private:
   void add(std::size_t cell, std::uint64_t n) {
-    cells_[cell].store(cells_[cell].load(std::memory_order_relaxed) + n,
-                       std::memory_order_relaxed);
+    cells_[cell].store(cells_[cell].load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
   std::unique_ptr<std::atomic<std::uint64_t>[]> cells_;
   std::vector<std::size_t> offsets_;
@@ -121,6 +131,8 @@ class Registry {
   void set_sampler(Metric m, std::function<double()> fn);
   // Sum over shards of one series (counters, gauges; histogram: its count).
   double value(Metric m, std::size_t series = 0) const;
+  // One shard's part of that sum (e.g. a worker's ready upstream connections).
+  double shard_value(std::size_t shard, Metric m, std::size_t series = 0) const;
   // The Prometheus text exposition (via prometheus-cpp's serializer).
   std::string render() const;
 

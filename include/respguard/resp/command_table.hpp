@@ -98,14 +98,14 @@ enum : std::uint32_t {
 }  // namespace cat
 
 struct CommandInfo {
-  std::string_view name;  // lower case
-  int arity = 0;  // Redis arity: N exact, -N at least N (the name counts)
+  std::string_view name;    // lower case
+  int arity = 0;            // Redis arity: N exact, -N at least N (the name counts)
   std::uint32_t flags = 0;  // CommandFlag bits
-  int first_key = 0;  // key positions (first, last, step); last < 0 counts from the end
+  int first_key = 0;        // key positions (first, last, step); last < 0 counts from the end
   int last_key = 0;
   int key_step = 0;
-  std::uint32_t categories = 0;  // cat:: bits
-  CommandId id = CommandId::Other;  // how the proxy handles it
+  std::uint32_t categories = 0;                           // cat:: bits
+  CommandId id = CommandId::Other;                        // how the proxy handles it
   BlockingSpec blocking{0, BlockingSpec::Unit::Seconds};  // meaningful for Blocking only
   std::uint16_t index = 0;  // position in all_commands(): a dense id for metric labels
 };

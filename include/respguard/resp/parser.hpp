@@ -27,9 +27,9 @@ struct ParseResult {
 
 // Redis 7 defaults (redis.conf / server.h).
 struct Limits {
-  std::size_t max_bulk_len = 512ull * 1024 * 1024;  // proto-max-bulk-len
+  std::size_t max_bulk_len = 512ull * 1024 * 1024;        // proto-max-bulk-len
   std::size_t max_multibulk_len = 1024ull * 1024 * 1024;  // Redis: INT_MAX elements
-  std::size_t max_inline_len = 64 * 1024;  // PROTO_INLINE_MAX_SIZE
+  std::size_t max_inline_len = 64 * 1024;                 // PROTO_INLINE_MAX_SIZE
   std::size_t max_reply_depth = 128;  // nesting of aggregate replies (hiredis: 7, we allow more)
 };
 
@@ -38,7 +38,7 @@ struct Limits {
 struct Command {
   std::vector<std::string_view> args;  // reused across commands: capacity is kept
   bool inline_form = false;  // true: sent as an inline line; forward it re-encoded as an array
-  std::string_view raw;  // the request's bytes as received (the whole array or inline line)
+  std::string_view raw;      // the request's bytes as received (the whole array or inline line)
 
   std::size_t argc() const { return args.size(); }
   bool empty() const { return args.empty(); }  // "*0\r\n" or a blank inline line: no reply
@@ -72,10 +72,10 @@ class RequestParser {
 
   Limits limits_;
   // Resumable state for a multibulk request (offsets are relative to the request start).
-  std::size_t pos_ = 0;  // next byte to parse
+  std::size_t pos_ = 0;              // next byte to parse
   std::int64_t expected_args_ = -1;  // -1: header not parsed yet
-  std::int64_t bulk_len_ = -1;  // length of the bulk whose header was parsed; -1: none
-  std::size_t scan_pos_ = 0;  // the current line has no terminator before this offset
+  std::int64_t bulk_len_ = -1;       // length of the bulk whose header was parsed; -1: none
+  std::size_t scan_pos_ = 0;         // the current line has no terminator before this offset
   std::vector<std::pair<std::size_t, std::size_t>> arg_spans_;  // (offset, length)
   std::size_t hint_ = 0;
   // Unescaped inline arguments; out.args views point here until the next inline request.
@@ -104,7 +104,7 @@ class ReplyParser {
  private:
   struct Level {
     std::int64_t remaining;  // elements still expected at this aggregate level
-    bool attribute;  // an attribute map: finishing it does not count as an element
+    bool attribute;          // an attribute map: finishing it does not count as an element
   };
   // Offset of the '\r' of the CRLF ending the line that starts at pos_, or npos.
   std::size_t find_line_end(std::string_view input);
@@ -112,7 +112,7 @@ class ReplyParser {
   bool finish_element();
 
   Limits limits_;
-  std::size_t pos_ = 0;  // next byte to parse, relative to the reply start
+  std::size_t pos_ = 0;       // next byte to parse, relative to the reply start
   std::size_t scan_pos_ = 0;  // the current line has no CRLF starting before this offset
   std::size_t blob_end_ = 0;  // while a blob payload is awaited: offset just past its CRLF
   // Elements still expected at each open aggregate level.

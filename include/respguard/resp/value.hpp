@@ -28,11 +28,11 @@ struct Value {
     Push,       // >
   };
   Type type = Type::Null;
-  std::string str;  // Simple, Error, Bulk, Verbatim, BigNumber, Double (as sent)
-  std::string format;  // Verbatim only
-  std::int64_t integer = 0;  // Integer; Boolean (0/1)
-  double dbl = 0;  // Double
-  std::vector<Value> elements;  // Array, Map, Set, Push
+  std::string str;                // Simple, Error, Bulk, Verbatim, BigNumber, Double (as sent)
+  std::string format;             // Verbatim only
+  std::int64_t integer = 0;       // Integer; Boolean (0/1)
+  double dbl = 0;                 // Double
+  std::vector<Value> elements;    // Array, Map, Set, Push
   std::vector<Value> attributes;  // RESP3 attribute map preceding this value (k1, v1, ...)
 
   bool is_error() const { return type == Type::Error; }

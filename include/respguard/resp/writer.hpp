@@ -44,7 +44,9 @@ inline void write_bulk(std::string& out, std::string_view s) {
 }
 
 // Null in the client's protocol: "$-1" in RESP2, "_" in RESP3.
-inline void write_null(std::string& out, int proto) { out += proto >= 3 ? "_\r\n" : "$-1\r\n"; }
+inline void write_null(std::string& out, int proto) {
+  out += proto >= 3 ? "_\r\n" : "$-1\r\n";
+}
 
 inline void write_array_header(std::string& out, std::size_t n) {
   out += '*';

@@ -15,7 +15,7 @@ namespace respguard::server {
 
 struct ClientInfo {
   std::uint64_t id = 0;
-  std::string addr;  // peer "ip:port"
+  std::string addr;   // peer "ip:port"
   std::string laddr;  // local "ip:port"
   SteadyClock::time_point created;
   // Guarded by the registry's mutex:

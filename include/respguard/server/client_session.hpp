@@ -50,9 +50,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
     bool done = false;
     bool discard = false;  // CLIENT REPLY OFF / SKIP
     SlotKind kind = SlotKind::Normal;
-    std::uint16_t command = 0;  // metric label index
+    std::uint16_t command = 0;      // metric label index
     SteadyClock::time_point start;  // when the request was read
-    std::string data;  // a reply that completed before the slots ahead of it
+    std::string data;               // a reply that completed before the slots ahead of it
   };
 
   void start_read();
@@ -77,11 +77,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
 
   // Replies.
   std::uint64_t push_slot(SlotKind kind);
-  void reply_local(std::string_view bytes);
+  void reply_local(std::string_view bytes, bool count = true);  // count: in commands_total
   void reply_error(std::string_view message);
   void reply_wrong_args(std::string_view command);
-  void on_reply(std::uint64_t cookie, std::string_view reply,
-                const resp::ReplyInfo& info) override;
+  void on_reply(std::uint64_t cookie, std::string_view reply, const resp::ReplyInfo& info) override;
   void append_output(std::string_view bytes);
   void pop_completed_slots();
   void schedule_flush();
@@ -96,9 +95,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   const std::uint64_t id_;
   std::shared_ptr<ClientInfo> info_;
   const config::Config& config_;
-  observability::Shard* metrics_;  // null when admin.metrics is off (request metrics only)
+  observability::Shard* metrics_;        // null when admin.metrics is off (request metrics only)
   observability::Shard& state_metrics_;  // connection events: always recorded
-  std::size_t current_command_ = 0;  // label of the command being dispatched
+  std::size_t current_command_ = 0;      // label of the command being dispatched
   CloseReason close_reason_ = CloseReason::Client;
 
   IoBuffer rbuf_;
@@ -108,12 +107,12 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
 
   // Request slots: a ring indexed by sequence number.
   std::vector<Slot> slots_;
-  std::uint64_t head_seq_ = 0;  // oldest slot not yet written out
-  std::uint64_t tail_seq_ = 0;  // next sequence number
-  std::size_t inflight_ = 0;  // requests awaiting an upstream reply
+  std::uint64_t head_seq_ = 0;                // oldest slot not yet written out
+  std::uint64_t tail_seq_ = 0;                // next sequence number
+  std::size_t inflight_ = 0;                  // requests awaiting an upstream reply
   std::shared_ptr<ClientSession> keepalive_;  // held while inflight_ > 0
 
-  std::string out_;  // replies not yet handed to the socket
+  std::string out_;      // replies not yet handed to the socket
   std::string writing_;  // the buffer of the write in flight
   bool write_in_flight_ = false;
 
@@ -125,8 +124,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   bool skip_next_reply_ = false;
   bool in_multi_ = false;
   bool watching_ = false;
-  int multi_select_db_ = -1;  // a SELECT queued inside MULTI takes effect at EXEC
-  bool push_mode_ = false;  // SUBSCRIBE, MONITOR, CLIENT TRACKING: replies pass through
+  int multi_select_db_ = -1;      // a SELECT queued inside MULTI takes effect at EXEC
+  bool push_mode_ = false;        // SUBSCRIBE, MONITOR, CLIENT TRACKING: replies pass through
   bool dedicated_dirty_ = false;  // the dedicated connection's state differs from a fresh one
 
   std::shared_ptr<upstream::UpstreamConnection> dedicated_;

@@ -10,11 +10,11 @@
 
 #include <atomic>
 #include <cstdint>
-#include <mutex>
-#include <optional>
 #include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
@@ -70,17 +70,17 @@ struct ConnectionOptions {
   config::Endpoint endpoint;
   std::string username;
   std::string password;
-  int protocol = 2;  // 3: HELLO 3 on connect, replies in RESP3
-  bool dedicated = false;  // pinned to one client: no reconnect, replies may be pushed
+  int protocol = 2;                // 3: HELLO 3 on connect, replies in RESP3
+  bool dedicated = false;          // pinned to one client: no reconnect, replies may be pushed
   bool learn_server_info = false;  // ask INFO server / CONFIG GET databases on connect
   config::Millis connect_timeout{1000};
   config::Millis request_timeout{5000};
   config::Millis reconnect_backoff_min{100};
   config::Millis reconnect_backoff_max{5000};
   resp::Limits limits;
-  std::string name;  // for logs and CLIENT SETNAME
+  std::string name;                         // for logs and CLIENT SETNAME
   observability::Shard* metrics = nullptr;  // the worker's shard: connection state, errors
-  bool record_latency = false;  // also the upstream latency histogram (admin.metrics)
+  bool record_latency = false;              // also the upstream latency histogram (admin.metrics)
 };
 
 class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnection>,
@@ -180,7 +180,7 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   State state_ = State::Idle;
   std::uint64_t generation_ = 0;  // bumps on every close: stale handlers ignore themselves
 
-  std::string wbuf_;  // requests not yet handed to the socket
+  std::string wbuf_;     // requests not yet handed to the socket
   std::string writing_;  // the buffer of the write in flight
   bool write_in_flight_ = false;
   bool timer_armed_ = false;
