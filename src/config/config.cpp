@@ -197,7 +197,23 @@ constexpr Option kOptions[] = {
      .field = [](Config& c) -> Ref { return &c.protocol.max_reply_depth; },
      .help = "Deepest nesting of aggregate replies accepted from the upstream.",
      .min = 1},
+
+    // The key rules themselves (`rules:`) are a list, read by the loader below the table.
+    {.key = "policy_limits.negative_cache_max_entries",
+     .type = Type::Uint,
+     .field = [](Config& c) -> Ref { return &c.policy_limits.negative_cache_max_entries; },
+     .help = "Most \"key is absent\" entries the negative cache holds, all rules together; the "
+             "least recently used make room for new ones.",
+     .min = 1},
+    {.key = "policy_limits.lease_max_keys",
+     .type = Type::Uint,
+     .field = [](Config& c) -> Ref { return &c.policy_limits.lease_max_keys; },
+     .help = "Most keys under a miss lease at once, all rules together.",
+     .min = 1},
 };
+
+// Top-level keys that are not table rows: lists with a loader of their own.
+constexpr std::string_view kListKeys[] = {"rules"};
 
 // Text helpers -------------------------------------------------------------------------------
 
@@ -311,19 +327,11 @@ std::string_view last_name(std::string_view key) {
   return dot == std::string_view::npos ? key : key.substr(dot + 1);
 }
 
-// " (did you mean 'upstream.address'?)" or "".
-std::string suggestion(std::string_view key) {
-  std::vector<std::string_view> known;
-  for (const Option& opt : kOptions) {
-    known.push_back(opt.key);
-    for (std::size_t dot = opt.key.find('.'); dot != std::string_view::npos;
-         dot = opt.key.find('.', dot + 1)) {
-      known.push_back(opt.key.substr(0, dot));
-    }
-  }
+// The candidate nearest to `key` within edit distance 2, or "".
+std::string_view closest(std::string_view key, std::span<const std::string_view> candidates) {
   std::string_view best;
   std::size_t best_distance = 3;  // suggest only within edit distance 2
-  for (std::string_view candidate : known) {
+  for (std::string_view candidate : candidates) {
     if (candidate == key) continue;  // set_option("upstream"): a section, not a typo of one
     std::size_t d = edit_distance(key, candidate);
     if (d < best_distance) {
@@ -331,6 +339,20 @@ std::string suggestion(std::string_view key) {
       best_distance = d;
     }
   }
+  return best;
+}
+
+// " (did you mean 'upstream.address'?)" or "".
+std::string suggestion(std::string_view key) {
+  std::vector<std::string_view> known(std::begin(kListKeys), std::end(kListKeys));
+  for (const Option& opt : kOptions) {
+    known.push_back(opt.key);
+    for (std::size_t dot = opt.key.find('.'); dot != std::string_view::npos;
+         dot = opt.key.find('.', dot + 1)) {
+      known.push_back(opt.key.substr(0, dot));
+    }
+  }
+  std::string_view best = closest(key, known);
   // The layout groups options by what they affect, not by struct, so an option is easily put
   // in the wrong section ("server.idle_timeout" is client.idle_timeout).
   if (best.empty()) {
@@ -615,18 +637,97 @@ std::optional<std::string> check_value(const Option& opt, const Config& config) 
   return std::nullopt;
 }
 
+// Key rules ----------------------------------------------------------------------------------
+//
+// `rules` is a list of mappings, so it is not a table row: the loader reads it with the
+// functions below, and validate() applies the same checks to rules built in code. A rule's keys
+// and its sections' keys are listed here once, for reading and for did-you-mean suggestions.
+
+constexpr std::string_view kRuleKeys[] = {
+    "match",          "db",
+    "jitter",         "jitter.percent",
+    "jitter.positive_only", "jitter.expire_commands",
+    "jitter.default_ttl",   "coalesce",
+    "negative_cache", "negative_cache.ttl",
+    "lease",          "lease.wait",
+};
+
+// "rules[2]" for the rule at index 2 (0-based, like the list it is in).
+std::string rule_path(std::size_t index) {
+  return "rules[" + std::to_string(index) + "]";
+}
+
+// Reasons, without the "got ..." that the caller adds from what it has (text or value).
+constexpr std::string_view kPercentRange = "must be greater than 0 and at most 1 (0.1 = +-10%)";
+constexpr std::string_view kPositiveDuration = "must be greater than 0";
+
+bool percent_ok(double percent) {
+  return percent > 0 && percent <= 1;  // false for NaN too
+}
+
+std::string format_double(double value) {
+  char buffer[32];
+  auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, value);
+  return std::string(buffer, end);
+}
+
+bool has_policy(const RuleConfig& rule) {
+  return rule.jitter || rule.coalesce || rule.negative_cache || rule.lease;
+}
+
+constexpr std::string_view kNoPolicy =
+    "sets no policy (jitter, coalesce, negative_cache or lease), so it would change nothing";
+
+// The first broken check of a rule set in code: ("rules[0].jitter.percent", reason).
+std::optional<std::pair<std::string, std::string>> rule_violation(const RuleConfig& rule,
+                                                                  std::size_t index) {
+  const std::string path = rule_path(index);
+  auto duration_ok = [](Millis d) { return d.count() > 0; };
+  if (rule.match.empty()) return {{path + ".match", "must not be empty; \"*\" matches every key"}};
+  if (rule.db && *rule.db < 0) {
+    return {{path + ".db", "must not be negative, got " + in_quotes(std::to_string(*rule.db))}};
+  }
+  if (rule.jitter) {
+    if (!percent_ok(rule.jitter->percent)) {
+      return {{path + ".jitter.percent", std::string(kPercentRange) + ", got " +
+                                             in_quotes(format_double(rule.jitter->percent))}};
+    }
+    if (rule.jitter->default_ttl && !duration_ok(*rule.jitter->default_ttl)) {
+      return {{path + ".jitter.default_ttl", std::string(kPositiveDuration) + ", got " +
+                                                 in_quotes(format_duration(*rule.jitter->default_ttl))}};
+    }
+  }
+  if (rule.negative_cache && !duration_ok(rule.negative_cache->ttl)) {
+    return {{path + ".negative_cache.ttl", std::string(kPositiveDuration) + ", got " +
+                                               in_quotes(format_duration(rule.negative_cache->ttl))}};
+  }
+  if (rule.lease && !duration_ok(rule.lease->wait)) {
+    return {{path + ".lease.wait", std::string(kPositiveDuration) + ", got " +
+                                       in_quotes(format_duration(rule.lease->wait))}};
+  }
+  if (!has_policy(rule)) return {{path, std::string(kNoPolicy)}};
+  return std::nullopt;
+}
+
 struct Violation {
-  std::string_view key;
+  std::string key;  // an option, or a path into the rules ("rules[2].jitter.percent")
   std::string_view other;  // a second key the reason is also about, or ""
   std::string reason;
 };
 
 std::optional<Violation> first_violation(const Config& config) {
   for (const Option& opt : kOptions) {
-    if (auto reason = check_value(opt, config)) return Violation{opt.key, "", *reason};
+    if (auto reason = check_value(opt, config)) {
+      return Violation{std::string(opt.key), "", *reason};
+    }
   }
   for (const Rule& rule : kRules) {
-    if (auto reason = rule.check(config)) return Violation{rule.key, rule.other, *reason};
+    if (auto reason = rule.check(config)) {
+      return Violation{std::string(rule.key), rule.other, *reason};
+    }
+  }
+  for (std::size_t i = 0; i < config.rules.size(); ++i) {
+    if (auto v = rule_violation(config.rules[i], i)) return Violation{v->first, "", v->second};
   }
   return std::nullopt;
 }
@@ -669,8 +770,10 @@ class Loader {
     if (std::optional<Violation> v = first_violation(config_)) {
       // Values from the file were range-checked as they were read; what is left are rules
       // between options. Point at whichever of the keys the file wrote.
-      std::string_view key = v->key;
-      if (!lines_.contains(key) && !v->other.empty() && lines_.contains(v->other)) key = v->other;
+      std::string key = v->key;
+      if (!lines_.contains(key) && !v->other.empty() && lines_.contains(v->other)) {
+        key = std::string(v->other);
+      }
       auto line = lines_.find(key);
       fail(line == lines_.end() ? 0 : line->second, key, v->reason);
     }
@@ -885,7 +988,7 @@ void set_option(Config& config, std::string_view key, std::string_view value) {
 
 void validate(const Config& config) {
   if (std::optional<Violation> v = first_violation(config)) {
-    throw ConfigError(std::string(v->key) + ": " + v->reason);
+    throw ConfigError(v->key + ": " + v->reason);
   }
 }
 

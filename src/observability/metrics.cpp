@@ -54,6 +54,10 @@ std::span<const std::string_view> reload_values() {
   static constexpr Values<2> v{"success", "failure"};
   return v;
 }
+std::span<const std::string_view> lease_outcome_values() {
+  static constexpr Values<3> v{"value", "timeout", "promoted"};
+  return v;
+}
 std::span<const std::string_view> version_values() {
   static constexpr Values<1> v{RESPGUARD_VERSION};
   return v;
@@ -141,6 +145,25 @@ std::vector<MetricDef> make_defs() {
        T::Counter,
        "Configuration reloads by result.",
        {{"result", reload_values}}},
+      // Policies (docs/policies.md).
+      {M::TtlJitterApplied, "respguard_ttl_jitter_applied_total", T::Counter,
+       "Writes whose TTL was jittered (or given the rule's default_ttl)."},
+      {M::CoalescedRequests, "respguard_coalesced_requests_total", T::Counter,
+       "GETs that joined another client's in-flight GET of the same key instead of going "
+       "upstream."},
+      {M::NegativeCacheHits, "respguard_negative_cache_hits_total", T::Counter,
+       "GET/EXISTS answered from the negative cache (the key was recently absent)."},
+      {M::NegativeCacheEntries, "respguard_negative_cache_entries", T::Gauge,
+       "Keys remembered as absent now."},
+      {M::NegativeCacheEvictions, "respguard_negative_cache_evictions_total", T::Counter,
+       "Negative-cache entries evicted to stay within policy_limits.negative_cache_max_entries."},
+      {M::LeasesGranted, "respguard_leases_granted_total", T::Counter,
+       "Miss leases granted: a client that missed was told to load the key."},
+      {M::LeaseWaits, "respguard_lease_waits_total", T::Counter,
+       "GETs that waited for a lease holder's SET instead of missing."},
+      {M::LeaseWaitOutcomes, "respguard_lease_wait_outcomes_total", T::Counter,
+       "How lease waits ended: the holder's value, timeout (nil), or promoted to holder (nil).",
+       {{"outcome", lease_outcome_values}}},
   };
   for (std::size_t i = 0; i < defs.size(); ++i) {
     if (static_cast<std::size_t>(defs[i].id) != i) std::abort();  // table out of enum order

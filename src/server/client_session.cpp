@@ -10,6 +10,8 @@
 #include "respguard/resp/writer.hpp"
 #include "respguard/server/worker.hpp"
 
+using respguard::observability::Metric;
+
 namespace respguard::server {
 namespace {
 
@@ -58,6 +60,8 @@ ClientSession::ClientSession(Worker& worker, tcp::socket socket, std::uint64_t i
       config_(worker.config()),
       metrics_(worker.config().admin.metrics ? &worker.metrics() : nullptr),
       state_metrics_(worker.metrics()),
+      policies_(worker.shared().policies),
+      policies_on_(!worker.shared().policies.rules.empty()),
       parser_(worker.config().protocol),
       slots_(kInitialSlots) {
   boost::system::error_code ec;
@@ -175,6 +179,8 @@ ClientSession::Dispatch ClientSession::dispatch(const resp::Command& cmd) {
       case CommandId::Discard:
         in_multi_ = false;
         watching_ = false;
+        std::swap(next_hooks_, multi_hooks_);  // the queued writes run now (or never)
+        multi_hooks_.reset();
         return forward(cmd, info, true, id == CommandId::Exec ? SlotKind::Exec : SlotKind::Normal);
       case CommandId::Quit:
       case CommandId::Reset:
@@ -187,12 +193,19 @@ ClientSession::Dispatch ClientSession::dispatch(const resp::Command& cmd) {
         if (dedicated_) dedicated_->forget_db();
         return forward(cmd, info, true);
       default:
+        if (policies_on_ && info != nullptr && (info->flags & resp::kWrite)) {
+          policy_write(cmd, *info);
+        }
         return forward(cmd, info, true);
     }
   }
 
   switch (id) {
     case CommandId::Other:
+      if (policies_on_ && info != nullptr) {
+        Dispatch d;
+        if (apply_policies(cmd, *info, d)) return d;
+      }
       return forward(cmd, info, false);
     case CommandId::Ping:
       if (cmd.argc() > 2) {
@@ -315,6 +328,7 @@ void ClientSession::drop_dedicated(bool clean) {
   dedicated_.reset();
   if (last_target_ == conn.get()) last_target_ = nullptr;
   conn->set_on_closed(nullptr);
+  if (in_multi_) abandon_multi_hooks();
   in_multi_ = watching_ = push_mode_ = false;
   worker_.pool().release_dedicated(std::move(conn), clean && !dedicated_dirty_);
 }
@@ -323,6 +337,11 @@ void ClientSession::maybe_release_dedicated() {
   if (dedicated_ && inflight_ == 0 && !in_multi_ && !watching_ && !push_mode_) {
     drop_dedicated(true);
   }
+}
+
+bool ClientSession::would_stall() {
+  UpstreamConnection* target = dedicated_ ? dedicated_.get() : &worker_.pool().shared(proto_, id_);
+  return inflight_ > 0 && target != last_target_;
 }
 
 ClientSession::Dispatch ClientSession::forward(const resp::Command& cmd,
@@ -337,6 +356,20 @@ ClientSession::Dispatch ClientSession::forward(const resp::Command& cmd,
   if (target == nullptr) target = &worker_.pool().shared(proto_, id_);
   if (inflight_ > 0 && target != last_target_) return Dispatch::Stall;
   if (!target->accepting()) {
+    if (next_hooks_.flags != 0) {
+      // Policy bookkeeping was started for this request: end it the way a reply would.
+      const std::uint64_t seq = waiting_slot();
+      std::swap(slots_[seq % slots_.size()].hooks, next_hooks_);
+      next_hooks_.reset();
+      rewrite_ = {};
+      error_reply_.assign("-").append(errors::kUpstreamUnavailable).append("\r\n");
+      resp::ReplyInfo info_error;
+      info_error.type = '-';
+      auto self = shared_from_this();
+      on_reply(seq, error_reply_, info_error);
+      return Dispatch::Done;
+    }
+    rewrite_ = {};
     reply_error(errors::kUpstreamUnavailable);
     return Dispatch::Done;
   }
@@ -355,10 +388,17 @@ ClientSession::Dispatch ClientSession::forward(const resp::Command& cmd,
   }
   target->select_db(db_, now_ + config_.upstream.request_timeout);
   const std::uint64_t seq = push_slot(kind);
-  if (cmd.inline_form) {
+  if (!rewrite_.empty()) {
+    target->write_buffer().append(rewrite_);
+    rewrite_ = {};
+  } else if (cmd.inline_form) {
     resp::write_command(target->write_buffer(), cmd.args);
   } else {
     target->write_buffer().append(cmd.raw);
+  }
+  if (next_hooks_.flags != 0) {
+    std::swap(slots_[seq % slots_.size()].hooks, next_hooks_);
+    next_hooks_.reset();
   }
   target->commit_request(this, seq, deadline, blocking);
   if (inflight_++ == 0) keepalive_ = shared_from_this();
@@ -637,16 +677,62 @@ void ClientSession::on_reply(std::uint64_t cookie, std::string_view reply,
     return;
   }
   Slot& slot = slots_[cookie % slots_.size()];
-  record_command(slot.command, info.is_error(), LoopClock::now() - slot.start);
   if (slot.kind == SlotKind::Exec && multi_select_db_ >= 0) {
     // A SELECT queued in the transaction ran if EXEC ran.
     if (info.type == '*' && !info.is_null) db_ = multi_select_db_;
     multi_select_db_ = -1;
   }
+  if (slot.hooks.flags != 0 && !run_hooks(slot, cookie, reply, info)) return;
+  record_command(slot.command, info.is_error(), LoopClock::now() - slot.start);
+  complete_slot(cookie, reply, nullptr);  // may drop the last reference to this session
+}
+
+void ClientSession::deliver(std::uint64_t cookie, SharedBytes reply, resp::ReplyInfo info) {
+  if (cookie < head_seq_ || cookie >= tail_seq_) return;  // answered already
+  Slot& slot = slots_[cookie % slots_.size()];
+  if (slot.done) return;
+  const auto now = LoopClock::tick();
+  if (!reply && (slot.hooks.flags & SlotHooks::kLeaseWaiting)) {
+    // The lease passed to us (its holder left or the key changed): we load the key.
+    grant_lease(slot.hooks.dk, slot.hooks.lease_wait);
+    if (metrics_) {
+      metrics_->inc(Metric::LeaseWaitOutcomes,
+                    static_cast<std::size_t>(observability::LeaseOutcome::Promoted));
+    }
+  } else if (reply && slot.hooks.flags != 0 && !run_hooks(slot, cookie, *reply, info)) {
+    return;
+  }
+  record_command(slot.command, info.is_error(), now - slot.start);
+  if (!reply || info.is_null) {
+    // A nil in this client's own protocol ("$-1" or "_"); a bulk or an error reads the same
+    // in RESP2 and RESP3, so other replies are shared as they are.
+    scratch_.clear();
+    resp::write_null(scratch_, proto_);
+    complete_slot(cookie, scratch_, nullptr);
+  } else {
+    complete_slot(cookie, {}, reply);
+  }
+  worker_.flush_dirty();
+}
+
+// The reply of slot `cookie` (bytes, or a buffer shared with other clients) is ready.
+void ClientSession::complete_slot(std::uint64_t cookie, std::string_view reply,
+                                  const SharedBytes& shared) {
+  Slot& slot = slots_[cookie % slots_.size()];
+  slot.hooks.reset();
   if (cookie == head_seq_) {
-    if (!slot.discard && !closed_) append_output(reply);
+    if (!slot.discard && !closed_) {
+      if (shared) {
+        append_output(shared);
+      } else {
+        append_output(reply);
+      }
+    }
     ++head_seq_;
     pop_completed_slots();
+  } else if (shared) {
+    slot.shared = shared;
+    slot.done = true;
   } else {
     slot.data.assign(reply);
     slot.done = true;
@@ -679,7 +765,14 @@ void ClientSession::pop_completed_slots() {
   while (head_seq_ != tail_seq_) {
     Slot& slot = slots_[head_seq_ % slots_.size()];
     if (!slot.done) break;
-    if (!slot.discard && !closed_) append_output(slot.data);
+    if (!slot.discard && !closed_) {
+      if (slot.shared) {
+        append_output(std::move(slot.shared));
+      } else {
+        append_output(slot.data);
+      }
+    }
+    slot.shared.reset();
     slot.done = false;
     ++head_seq_;
   }
@@ -688,9 +781,19 @@ void ClientSession::pop_completed_slots() {
 void ClientSession::append_output(std::string_view bytes) {
   if (closed_) return;
   out_.append(bytes);
+  check_output_limit();
+}
+
+void ClientSession::append_output(SharedBytes bytes) {
+  if (closed_) return;
+  out_.append_shared(std::move(bytes));
+  check_output_limit();
+}
+
+void ClientSession::check_output_limit() {
   const std::size_t limit =
       push_mode_ ? config_.server.pubsub_output_buffer_limit : config_.server.output_buffer_limit;
-  if (limit > 0 && out_.size() + writing_.size() > limit) {
+  if (limit > 0 && out_.bytes() > limit) {
     // A client that does not read its replies must not make us hold unbounded memory.
     spdlog::warn("client {} {}: output buffer limit ({} bytes) reached; closing", id_, info_->addr,
                  limit);
@@ -700,20 +803,16 @@ void ClientSession::append_output(std::string_view bytes) {
 
 void ClientSession::flush_output() {
   dirty_ = false;
-  if (!closed_ && !write_in_flight_ && !out_.empty()) start_write();
+  if (!closed_ && !out_.writing() && !out_.empty()) start_write();
 }
 
 void ClientSession::start_write() {
-  writing_.swap(out_);
-  write_in_flight_ = true;
-  asio::async_write(socket_, asio::buffer(writing_),
+  asio::async_write(socket_, out_.begin_write(),
                     [this, self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
-                      write_in_flight_ = false;
+                      out_.done();
                       if (closed_) return;
                       if (ec) return close();
                       if (metrics_) metrics_->inc(observability::Metric::ClientBytesSent, 0, n);
-                      writing_.clear();
-                      if (writing_.capacity() > kKeepBuffer * 16) std::string().swap(writing_);
                       flush_output();
                       maybe_finish();
                     });
@@ -732,7 +831,7 @@ void ClientSession::begin_drain() {
 void ClientSession::maybe_finish() {
   if (closed_) return;
   const bool nothing_owed =
-      inflight_ == 0 && head_seq_ == tail_seq_ && !write_in_flight_ && out_.empty();
+      inflight_ == 0 && head_seq_ == tail_seq_ && !out_.writing() && out_.empty();
   if (!nothing_owed) return;
   if (closing_) {
     close(close_reason_);
@@ -771,6 +870,7 @@ void ClientSession::close(CloseReason reason) {
   // A dedicated connection with a request in flight (a BLPOP) must not outlive its client,
   // or Redis would hand it the next element.
   if (dedicated_) drop_dedicated(inflight_ == 0 && !in_multi_ && !watching_ && !push_mode_);
+  if (!held_leases_.empty()) release_leases();
 }
 
 }  // namespace respguard::server

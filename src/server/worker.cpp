@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <random>
+
 #include "respguard/server/client_session.hpp"
 
 namespace respguard::server {
@@ -16,7 +18,8 @@ Worker::Worker(unsigned index, SharedState& shared)
       work_(asio::make_work_guard(io_)),
       pool_(io_, shared.config, index, shared.upstream_info, shared.dedicated_connections,
             shared.metrics.shard(index), [this] { flush_dirty(); }),
-      sweep_timer_(io_) {}
+      sweep_timer_(io_),
+      random_(std::random_device{}() ^ (static_cast<std::uint64_t>(index) << 32)) {}
 
 Worker::~Worker() {
   join();

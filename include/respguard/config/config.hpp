@@ -6,8 +6,10 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include "respguard/resp/parser.hpp"
@@ -65,6 +67,41 @@ struct LogConfig {
   std::string level = "info";  // trace, debug, info, warn, error, critical, off
 };
 
+// Policies of one key rule (see docs/policies.md). Absent sections are off.
+struct JitterConfig {
+  double percent = 0.10;  // u in [-percent, +percent]
+  bool positive_only = false;  // u in [0, +percent]: never shorten a TTL
+  bool expire_commands = false;  // also EXPIRE / PEXPIRE
+  std::optional<Millis> default_ttl;  // SETs without an expiration get this (jittered)
+  bool operator==(const JitterConfig&) const = default;
+};
+
+struct NegativeCacheConfig {
+  Millis ttl{5000};  // how long "absent" is believed
+  bool operator==(const NegativeCacheConfig&) const = default;
+};
+
+struct LeaseConfig {
+  Millis wait{1000};  // how long other readers wait for the lease holder's SET
+  bool operator==(const LeaseConfig&) const = default;
+};
+
+struct RuleConfig {
+  std::string match;  // glob: "user:*"
+  std::optional<int> db;  // only this db; absent: every db
+  std::optional<JitterConfig> jitter;
+  bool coalesce = false;
+  std::optional<NegativeCacheConfig> negative_cache;
+  std::optional<LeaseConfig> lease;
+  bool operator==(const RuleConfig&) const = default;
+};
+
+// Process-wide bounds of the policies' state.
+struct PolicyLimits {
+  std::size_t negative_cache_max_entries = 100000;
+  std::size_t lease_max_keys = 100000;
+};
+
 // The admin HTTP listener: /metrics (Prometheus), /healthz, /readyz.
 struct AdminConfig {
   bool enabled = true;
@@ -79,6 +116,8 @@ struct Config {
   resp::Limits protocol;
   LogConfig log;
   AdminConfig admin;
+  std::vector<RuleConfig> rules;  // first match wins
+  PolicyLimits policy_limits;
 
   // Equal when every option in the schema is equal (resp::Limits has no operator==, and the
   // schema is the list of what a Config holds anyway).

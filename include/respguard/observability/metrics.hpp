@@ -47,6 +47,14 @@ enum class Metric : std::uint16_t {
   PinnedConnections,
   PinnedRejected,
   ConfigReloads,
+  TtlJitterApplied,
+  CoalescedRequests,
+  NegativeCacheHits,
+  NegativeCacheEntries,
+  NegativeCacheEvictions,
+  LeasesGranted,
+  LeaseWaits,
+  LeaseWaitOutcomes,
   kCount,
 };
 
@@ -66,6 +74,7 @@ enum class CloseReason : std::uint8_t {
 enum class UpstreamState : std::uint8_t { Connecting, Ready, Backoff };
 enum class UpstreamError : std::uint8_t { Connect, Read, Write, Protocol, Timeout, Handshake };
 enum class ReloadResult : std::uint8_t { Success, Failure };
+enum class LeaseOutcome : std::uint8_t { Value, Timeout, Promoted };
 
 struct LabelDef {
   std::string_view name;

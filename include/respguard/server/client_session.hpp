@@ -19,6 +19,9 @@
 #include "respguard/resp/command_table.hpp"
 #include "respguard/resp/parser.hpp"
 #include "respguard/server/client_registry.hpp"
+#include "respguard/server/output_queue.hpp"
+#include "respguard/server/policy_state.hpp"
+#include "respguard/policy/write_effects.hpp"
 #include "respguard/upstream/upstream_connection.hpp"
 
 namespace respguard::server {
@@ -42,17 +45,54 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   // as Redis does).
   void check_idle(SteadyClock::time_point now, std::chrono::milliseconds timeout);
   std::uint64_t id() const { return id_; }
+  // A reply produced elsewhere for a waiting slot (a coalesced GET, a lease): runs on this
+  // session's worker.
+  void deliver(std::uint64_t cookie, SharedBytes reply, resp::ReplyInfo info);
+  // A lease wait ran out (posted by its timer).
+  void lease_wait_expired(std::uint64_t cookie, std::uint64_t token);
 
  private:
   enum class Dispatch { Done, Stall };
   enum class SlotKind : std::uint8_t { Normal, Exec };
+  // Policy follow-ups of a request, run when its reply arrives (docs/policies.md).
+  struct SlotHooks {
+    enum : std::uint8_t {
+      kLearnNegative = 1,  // GET/EXISTS under a negative-cache rule: remember a nil
+      kLeaseGet = 2,       // GET under a lease rule: a nil is a miss (grant or wait)
+      kFlightLeader = 4,   // this GET is the flight others joined: share its reply
+      kWriteEnd = 8,       // writes to write_dks were forwarded: they are answered now
+      kWriteEndAll = 16,   // a db-wide write was forwarded
+      kLeaseFulfill = 32,  // SET of a leased key: waiters get `value` once Redis says OK
+      kLeaseEnd = 64,      // another write of a leased key: the lease ends
+      kLeaseWaiting = 128, // this slot waits for a lease holder (token, lease_wait)
+    };
+    std::uint8_t flags = 0;
+    int db = 0;
+    std::string key;  // the GET's key
+    std::string dk;   // db_key(db, key)
+    std::vector<std::string> write_dks;
+    std::uint64_t flight = 0;
+    std::uint64_t token = 0;
+    config::Millis negative_ttl{0};
+    config::Millis lease_wait{0};
+    SharedBytes value;
+    void reset() {
+      flags = 0;
+      key.clear();
+      dk.clear();
+      write_dks.clear();
+      value.reset();
+    }
+  };
   struct Slot {
     bool done = false;
     bool discard = false;  // CLIENT REPLY OFF / SKIP
     SlotKind kind = SlotKind::Normal;
     std::uint16_t command = 0;      // metric label index
     SteadyClock::time_point start;  // when the request was read
-    std::string data;               // a reply that completed before the slots ahead of it
+    std::string data;  // a reply that completed before the slots ahead of it
+    SharedBytes shared;  // ... or a shared one
+    SlotHooks hooks;
   };
 
   void start_read();
@@ -62,7 +102,23 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   Dispatch forward(const resp::Command& cmd, const resp::CommandInfo* info, bool need_dedicated,
                    SlotKind kind = SlotKind::Normal);
   void forward_push_mode(const resp::Command& cmd);
-  void write_request(upstream::UpstreamConnection& conn, const resp::Command& cmd);
+  // forward(..., need_dedicated=false) would stall (its target differs from the in-flight one).
+  bool would_stall();
+  // Policies (client_policies.cpp). apply_policies: true when it handled the command.
+  bool apply_policies(const resp::Command& cmd, const resp::CommandInfo& info, Dispatch& out);
+  bool policy_read(const resp::Command& cmd, const policy::Rule& rule, bool exists, Dispatch& out);
+  void policy_write(const resp::Command& cmd, const resp::CommandInfo& info);
+  // Runs a reply's hooks; false when the slot must keep waiting (a lease).
+  bool run_hooks(Slot& slot, std::uint64_t cookie, std::string_view reply,
+                 const resp::ReplyInfo& info);
+  std::uint64_t waiting_slot();  // a slot answered later by someone else
+  SlotRef slot_ref(std::uint64_t cookie, std::uint64_t token = 0);
+  void wake(std::vector<SlotRef>& refs, const SharedBytes& reply, const resp::ReplyInfo& info);
+  void grant_lease(const std::string& dk, config::Millis wait);
+  void start_lease_wait(std::uint64_t cookie, config::Millis wait);
+  void release_leases();
+  void abandon_multi_hooks();  // a transaction's writes will not run: end their bookkeeping
+  void complete_slot(std::uint64_t cookie, std::string_view reply, const SharedBytes& shared);
   upstream::UpstreamConnection* acquire_dedicated();
   void maybe_release_dedicated();
   void drop_dedicated(bool clean);
@@ -82,6 +138,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   void reply_wrong_args(std::string_view command);
   void on_reply(std::uint64_t cookie, std::string_view reply, const resp::ReplyInfo& info) override;
   void append_output(std::string_view bytes);
+  void append_output(SharedBytes bytes);
+  void check_output_limit();
   void pop_completed_slots();
   void schedule_flush();
   void start_write();
@@ -98,6 +156,17 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   observability::Shard* metrics_;        // null when admin.metrics is off (request metrics only)
   observability::Shard& state_metrics_;  // connection events: always recorded
   std::size_t current_command_ = 0;      // label of the command being dispatched
+  PolicyState& policies_;
+  const bool policies_on_;  // any rules configured: otherwise no policy code runs at all
+  SlotHooks next_hooks_;  // hooks for the request forward() is about to send
+  SlotHooks multi_hooks_;  // writes queued in MULTI: they run (and end) with EXEC
+  std::string_view rewrite_;  // bytes forward() sends instead of the request (jitter)
+  std::string rewrite_buf_;
+  std::string error_reply_;
+  std::string dk_buf_;
+  std::vector<policy::WriteEffect> effects_;
+  std::vector<SlotRef> wake_;
+  std::vector<std::pair<std::string, config::Millis>> held_leases_;  // (dk, wait)
   CloseReason close_reason_ = CloseReason::Client;
 
   IoBuffer rbuf_;
@@ -112,9 +181,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   std::size_t inflight_ = 0;                  // requests awaiting an upstream reply
   std::shared_ptr<ClientSession> keepalive_;  // held while inflight_ > 0
 
-  std::string out_;      // replies not yet handed to the socket
-  std::string writing_;  // the buffer of the write in flight
-  bool write_in_flight_ = false;
+  OutputQueue out_;
 
   // Connection state, as Redis keeps it per client.
   int db_ = 0;

@@ -11,7 +11,9 @@
 #include "respguard/common/asio.hpp"
 #include "respguard/config/config.hpp"
 #include "respguard/observability/metrics.hpp"
+#include "respguard/policy/random.hpp"
 #include "respguard/server/client_registry.hpp"
+#include "respguard/server/policy_state.hpp"
 #include "respguard/upstream/pool.hpp"
 
 namespace respguard::server {
@@ -24,10 +26,12 @@ struct SharedState {
   SharedState(const config::Config& c, std::size_t workers)
       : config(c),
         upstream_info(std::make_shared<upstream::UpstreamInfo>(c.upstream.databases)),
-        metrics(workers + 1) {}
+        metrics(workers + 1),
+        policies(c) {}
   const config::Config& config;
   // Shard i belongs to worker i; the last one to the main thread (listener).
   observability::Registry metrics;
+  PolicyState policies;
   std::shared_ptr<upstream::UpstreamInfo> upstream_info;
   ClientRegistry registry;
   std::atomic<std::size_t> clients{0};
@@ -57,6 +61,7 @@ class Worker {
   SharedState& shared() { return shared_; }
   const config::Config& config() const { return shared_.config; }
   observability::Shard& metrics() { return shared_.metrics.shard(index_); }
+  policy::Random& random() { return random_; }
   upstream::Pool& pool() { return pool_; }
   bool draining() const { return draining_; }
   // Sessions with new output are written once per batch of upstream replies, so replies
@@ -79,6 +84,7 @@ class Worker {
   std::vector<std::shared_ptr<ClientSession>> dirty_;
   std::vector<std::shared_ptr<ClientSession>> flushing_;
   bool draining_ = false;
+  policy::FastRandom random_;
 };
 
 }  // namespace respguard::server

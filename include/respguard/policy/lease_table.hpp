@@ -1,0 +1,167 @@
+// Miss leases: after a GET of K misses, the first client holds a lease and is expected to
+// load from the database and SET K; other readers of K wait for that SET instead of all
+// loading from the database (memcache-style leases). Pure and thread-safe (striped); the
+// caller does the I/O and the timers.
+//
+// Waiter must have `std::uint64_t token` (unique per waiting request) and
+// `std::uint64_t client` (the waiting client's id).
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "respguard/policy/flight_table.hpp"  // KeyHash, db_key
+
+namespace respguard::policy {
+
+template <typename Waiter>
+class LeaseTable {
+ public:
+  using time_point = std::chrono::steady_clock::time_point;
+
+  LeaseTable(std::size_t max_keys, std::size_t stripes = 64)
+      : max_per_stripe_(std::max<std::size_t>(1, max_keys / stripes)), stripes_(stripes) {}
+
+  // Before a GET of K is sent: true = another client holds a live lease; `waiter` was queued
+  // and comes back through fulfill() (the value), end() (promoted) or expire().
+  bool wait_if_leased(std::string_view dk, time_point now, Waiter&& waiter) {
+    Stripe& s = stripe(dk);
+    std::lock_guard lock(s.mu);
+    auto it = s.leases.find(dk);
+    if (it == s.leases.end()) return false;
+    Lease& l = it->second;
+    if (l.holder == waiter.client) return false;
+    if (l.expires <= now && l.waiters.empty()) {
+      s.leases.erase(it);
+      return false;
+    }
+    l.waiters.push_back(std::move(waiter));
+    return true;
+  }
+
+  // Whether K has a lease now (live or lapsed with waiters): writes of K then matter to it.
+  bool leased(std::string_view dk) {
+    Stripe& s = stripe(dk);
+    std::lock_guard lock(s.mu);
+    return s.leases.find(dk) != s.leases.end();
+  }
+
+  enum class Miss { Granted, Wait, NoLease };
+  // A GET of K by `waiter.client` missed (nil from Redis or the negative cache). Granted: the
+  // client now holds the lease (answer nil). Wait: someone else holds it; queued as above.
+  // NoLease: the table is full; answer nil without a lease.
+  Miss on_miss(std::string_view dk, time_point now, std::chrono::milliseconds wait,
+               Waiter&& waiter) {
+    Stripe& s = stripe(dk);
+    std::lock_guard lock(s.mu);
+    auto it = s.leases.find(dk);
+    if (it != s.leases.end()) {
+      Lease& l = it->second;
+      if (l.holder == waiter.client || l.expires <= now) {
+        if (l.holder != waiter.client) granted_.fetch_add(1, std::memory_order_relaxed);
+        l.holder = waiter.client;  // a lapsed lease passes to this client
+        l.expires = now + wait;
+        return Miss::Granted;
+      }
+      l.waiters.push_back(std::move(waiter));
+      return Miss::Wait;
+    }
+    if (s.leases.size() >= max_per_stripe_) return Miss::NoLease;
+    s.leases.emplace(std::string(dk), Lease{waiter.client, now + wait, {}});
+    granted_.fetch_add(1, std::memory_order_relaxed);
+    return Miss::Granted;
+  }
+
+  // K was written with a value through the proxy and Redis acknowledged it: the lease ends and
+  // every waiter gets that value.
+  void fulfill(std::string_view dk, std::vector<Waiter>& out) {
+    Stripe& s = stripe(dk);
+    std::lock_guard lock(s.mu);
+    auto it = s.leases.find(dk);
+    if (it == s.leases.end()) return;
+    for (Waiter& w : it->second.waiters) out.push_back(std::move(w));
+    s.leases.erase(it);
+  }
+
+  // The lease ends without a value (DEL, a write whose value the proxy cannot see, the
+  // holder's disconnect). The first waiter, if any, becomes the holder (it is appended to
+  // `promoted` and must be answered nil); the others keep waiting for it.
+  void end(std::string_view dk, std::uint64_t only_if_holder, time_point now,
+           std::chrono::milliseconds wait, std::vector<Waiter>& promoted) {
+    Stripe& s = stripe(dk);
+    std::lock_guard lock(s.mu);
+    auto it = s.leases.find(dk);
+    if (it == s.leases.end()) return;
+    Lease& l = it->second;
+    if (only_if_holder != 0 && l.holder != only_if_holder) return;
+    if (l.waiters.empty()) {
+      s.leases.erase(it);
+      return;
+    }
+    promoted.push_back(std::move(l.waiters.front()));
+    l.waiters.erase(l.waiters.begin());
+    l.holder = promoted.back().client;
+    l.expires = now + wait;
+    granted_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  enum class Expired { NotWaiting, Nil, Granted };
+  // A waiter's own deadline passed. NotWaiting: it was answered already. Nil: answer nil.
+  // Granted: the lease had lapsed too; the waiter holds it now (answer nil).
+  Expired expire(std::string_view dk, std::uint64_t token, time_point now,
+                 std::chrono::milliseconds wait) {
+    Stripe& s = stripe(dk);
+    std::lock_guard lock(s.mu);
+    auto it = s.leases.find(dk);
+    if (it == s.leases.end()) return Expired::NotWaiting;
+    Lease& l = it->second;
+    for (auto w = l.waiters.begin(); w != l.waiters.end(); ++w) {
+      if (w->token != token) continue;
+      const std::uint64_t client = w->client;
+      l.waiters.erase(w);
+      if (l.expires <= now) {
+        l.holder = client;
+        l.expires = now + wait;
+        granted_.fetch_add(1, std::memory_order_relaxed);
+        return Expired::Granted;
+      }
+      return Expired::Nil;
+    }
+    return Expired::NotWaiting;
+  }
+
+  std::uint64_t granted() const { return granted_.load(std::memory_order_relaxed); }
+  std::size_t size() const {
+    std::size_t n = 0;
+    for (const Stripe& s : stripes_) {
+      std::lock_guard lock(s.mu);
+      n += s.leases.size();
+    }
+    return n;
+  }
+
+ private:
+  struct Lease {
+    std::uint64_t holder;
+    time_point expires;
+    std::vector<Waiter> waiters;  // in arrival order
+  };
+  struct Stripe {
+    mutable std::mutex mu;
+    std::unordered_map<std::string, Lease, KeyHash, std::equal_to<>> leases;
+  };
+  Stripe& stripe(std::string_view dk) { return stripes_[KeyHash{}(dk) % stripes_.size()]; }
+
+  std::size_t max_per_stripe_;
+  std::vector<Stripe> stripes_;
+  std::atomic<std::uint64_t> granted_{0};
+};
+
+}  // namespace respguard::policy

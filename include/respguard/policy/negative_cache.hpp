@@ -1,0 +1,50 @@
+// Negative cache: "key K in db D is absent" remembered for a while after Redis answered nil,
+// so repeated GETs of absent keys (cache penetration) are answered by the proxy.
+//
+// Shared by all workers (a write on any worker must drop an entry at once), so it is striped:
+// a key hashes to one of N stripes, each a mutex over a map and an LRU list. Lookups of keys
+// under no negative-cache rule never reach it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string_view>
+
+namespace respguard::policy {
+
+class NegativeCache {
+ public:
+  using Clock = std::function<std::chrono::steady_clock::time_point()>;
+
+  // max_entries bounds the whole cache (split evenly over the stripes); the least recently
+  // used entry of a full stripe is evicted. 0 remembers nothing.
+  explicit NegativeCache(std::size_t max_entries, Clock clock = std::chrono::steady_clock::now,
+                         std::size_t stripes = 64);
+  ~NegativeCache();
+
+  // Renews the entry when the key is already remembered; a ttl <= 0 remembers nothing.
+  void remember(int db, std::string_view key, std::chrono::milliseconds ttl);
+  // True while an unexpired entry says the key is absent (and marks it recently used).
+  bool contains(int db, std::string_view key);
+  void forget(int db, std::string_view key);
+  void clear_db(int db);  // FLUSHDB, SWAPDB
+  void clear();  // FLUSHALL, coherence loss
+
+  // Entries held, including expired ones not yet dropped (expiry is lazy: on lookup, or when
+  // a full stripe makes room).
+  std::size_t size() const;
+  // Valid entries pushed out to make room (not expired ones).
+  std::uint64_t evictions() const;
+
+ private:
+  struct Stripe;
+  Stripe& stripe_for(int db, std::string_view key);
+  Clock clock_;
+  std::size_t per_stripe_;
+  std::unique_ptr<Stripe[]> stripes_;
+  std::size_t stripe_count_;
+};
+
+}  // namespace respguard::policy

@@ -1,0 +1,355 @@
+// The async glue of the key-rule policies (docs/policies.md): the pure tables decide, this
+// file sends, waits and wakes. Nothing here runs unless rules are configured.
+#include <spdlog/spdlog.h>
+
+#include "respguard/common/loop_clock.hpp"
+#include "respguard/policy/jitter.hpp"
+#include "respguard/resp/writer.hpp"
+#include "respguard/server/client_session.hpp"
+#include "respguard/server/worker.hpp"
+
+namespace respguard::server {
+namespace {
+
+using observability::Metric;
+using resp::iequals;
+
+// Commands that write a value the proxy can hand to lease waiters, and where it is.
+int value_arg(const resp::CommandInfo& info) {
+  const std::string_view n = info.name;
+  if (n == "set" || n == "getset" || n == "setnx") return 2;
+  if (n == "setex" || n == "psetex") return 3;
+  return -1;
+}
+
+bool ttl_command(std::string_view name) {
+  return name == "set" || name == "setex" || name == "psetex" || name == "getex" ||
+         name == "expire" || name == "pexpire";
+}
+
+constexpr std::size_t kMaxHeldLeases = 64;  // per client; older ones simply lapse
+
+}  // namespace
+
+bool ClientSession::apply_policies(const resp::Command& cmd, const resp::CommandInfo& info,
+                                   Dispatch& out) {
+  if (info.flags & resp::kWrite) {
+    // Side effects below must happen once: let forward() stall first if it is going to.
+    if (would_stall()) return false;
+    policy_write(cmd, info);
+    return false;  // forward() sends it (rewritten) with the hooks
+  }
+  if (cmd.argc() == 2 && (info.name == "get" || info.name == "exists")) {
+    const policy::Rule* rule = policies_.rules.match(db_, cmd.args[1]);
+    if (rule != nullptr) return policy_read(cmd, *rule, info.name == "exists", out);
+  }
+  return false;
+}
+
+bool ClientSession::policy_read(const resp::Command& cmd, const policy::Rule& rule, bool exists,
+                                Dispatch& out) {
+  const config::RuleConfig& rc = rule.config;
+  const std::string_view key = cmd.args[1];
+  const auto now = LoopClock::now();
+  const std::string dk(policy::db_key(db_, key, dk_buf_));
+  const bool lease = !exists && rc.lease.has_value();
+  const config::Millis wait = lease ? rc.lease->wait : config::Millis{0};
+  out = Dispatch::Done;
+
+  auto wait_for_holder = [&](std::uint64_t token) {
+    const std::uint64_t seq = waiting_slot();
+    SlotHooks& h = slots_[seq % slots_.size()].hooks;
+    h.flags = SlotHooks::kLeaseWaiting;
+    h.db = db_;
+    h.key.assign(key);
+    h.dk = dk;
+    h.token = token;
+    h.lease_wait = wait;
+    start_lease_wait(seq, wait);
+    if (metrics_) metrics_->inc(Metric::LeaseWaits);
+  };
+
+  // Someone else holds the lease: wait for their SET instead of reading.
+  if (lease) {
+    const std::uint64_t token = policies_.next_token.fetch_add(1);
+    if (policies_.leases.wait_if_leased(dk, now, slot_ref(tail_seq_, token))) {
+      wait_for_holder(token);
+      return true;
+    }
+  }
+
+  // Known absent.
+  if (rc.negative_cache && policies_.negative.contains(db_, key)) {
+    if (metrics_) metrics_->inc(Metric::NegativeCacheHits);
+    if (exists) {
+      reply_local(":0\r\n");
+      return true;
+    }
+    if (lease) {
+      // Still a miss for the lease: one client loads, the others wait for it.
+      const std::uint64_t token = policies_.next_token.fetch_add(1);
+      switch (policies_.leases.on_miss(dk, now, wait, slot_ref(tail_seq_, token))) {
+        case policy::LeaseTable<SlotRef>::Miss::Wait:
+          wait_for_holder(token);
+          return true;
+        case policy::LeaseTable<SlotRef>::Miss::Granted:
+          grant_lease(dk, wait);
+          break;
+        case policy::LeaseTable<SlotRef>::Miss::NoLease:
+          break;
+      }
+    }
+    scratch_.clear();
+    resp::write_null(scratch_, proto_);
+    reply_local(scratch_);
+    return true;
+  }
+
+  // To Redis, with follow-ups for the reply.
+  const resp::CommandInfo* info = resp::lookup_command(cmd.args[0]);
+  next_hooks_.reset();
+  next_hooks_.db = db_;
+  next_hooks_.key.assign(key);
+  next_hooks_.dk = dk;
+  if (rc.negative_cache) {
+    next_hooks_.flags |= SlotHooks::kLearnNegative;
+    next_hooks_.negative_ttl = rc.negative_cache->ttl;
+  }
+  if (lease) {
+    next_hooks_.flags |= SlotHooks::kLeaseGet;
+    next_hooks_.lease_wait = wait;
+  }
+  if (!exists && rc.coalesce) {
+    if (would_stall()) {
+      next_hooks_.reset();
+      return false;  // forward() stalls; we come back here afterwards
+    }
+    std::uint64_t flight = 0;
+    switch (policies_.flights.begin(dk, slot_ref(tail_seq_), flight)) {
+      case policy::FlightTable<SlotRef>::Role::Joined: {
+        const std::uint64_t seq = waiting_slot();
+        SlotHooks& h = slots_[seq % slots_.size()].hooks;
+        std::swap(h, next_hooks_);
+        h.flags &= SlotHooks::kLeaseGet;  // the leader learns and shares; a nil is our miss too
+        next_hooks_.reset();
+        if (metrics_) metrics_->inc(Metric::CoalescedRequests);
+        return true;
+      }
+      case policy::FlightTable<SlotRef>::Role::Leader:
+        next_hooks_.flags |= SlotHooks::kFlightLeader;
+        next_hooks_.flight = flight;
+        break;
+      case policy::FlightTable<SlotRef>::Role::Uncoalesced:
+        break;
+    }
+  }
+  out = forward(cmd, info, false);
+  return true;
+}
+
+void ClientSession::policy_write(const resp::Command& cmd, const resp::CommandInfo& info) {
+  policy::collect_write_effects(info, cmd.args, db_, effects_);
+  SlotHooks& h = in_multi_ ? multi_hooks_ : next_hooks_;
+  bool all_done = false;
+  for (const policy::WriteEffect& e : effects_) {
+    if (e.kind != policy::WriteEffect::Kind::Key) {
+      if (e.kind == policy::WriteEffect::Kind::All) {
+        policies_.negative.clear();
+      } else {
+        policies_.negative.clear_db(e.db);
+      }
+      if (!all_done) {
+        policies_.flights.write_begin_all();
+        h.flags |= SlotHooks::kWriteEndAll;
+        all_done = true;
+      }
+      continue;
+    }
+    const policy::Rule* rule = policies_.rules.match(e.db, e.key);
+    if (rule == nullptr) continue;
+    const config::RuleConfig& rc = rule->config;
+    if (rc.negative_cache) policies_.negative.forget(e.db, e.key);
+    if (!rc.coalesce && !rc.lease) continue;
+    const std::string_view dk = policy::db_key(e.db, e.key, dk_buf_);
+    if (rc.coalesce) {
+      policies_.flights.write_begin(dk);
+      h.write_dks.emplace_back(dk);
+      h.flags |= SlotHooks::kWriteEnd;
+    }
+    if (rc.lease && !in_multi_ && !(h.flags & (SlotHooks::kLeaseFulfill | SlotHooks::kLeaseEnd)) &&
+        policies_.leases.leased(dk)) {
+      // One leased key per command: the common SET; a multi-key DEL ends the first one's lease
+      // and the others lapse after lease.wait.
+      const int arg = value_arg(info);
+      h.dk = dk;
+      h.lease_wait = rc.lease->wait;
+      if (arg > 0 && static_cast<std::size_t>(arg) < cmd.argc() && e.key == cmd.args[1]) {
+        h.flags |= SlotHooks::kLeaseFulfill;
+        h.value = std::make_shared<const std::string>(cmd.args[static_cast<std::size_t>(arg)]);
+      } else {
+        h.flags |= SlotHooks::kLeaseEnd;
+      }
+    }
+  }
+  // TTL jitter, by the rule of the written key.
+  if (cmd.argc() >= 3 && ttl_command(info.name)) {
+    const policy::Rule* rule = policies_.rules.match(db_, cmd.args[1]);
+    if (rule != nullptr && rule->config.jitter &&
+        policy::apply_ttl_jitter(cmd.args, *rule->config.jitter, worker_.random(),
+                                 rewrite_buf_)) {
+      rewrite_ = rewrite_buf_;
+      if (metrics_) metrics_->inc(Metric::TtlJitterApplied);
+    }
+  }
+}
+
+bool ClientSession::run_hooks(Slot& slot, std::uint64_t cookie, std::string_view reply,
+                              const resp::ReplyInfo& info) {
+  SlotHooks& h = slot.hooks;
+  const std::uint8_t flags = h.flags;
+  const auto now = LoopClock::now();
+  if (flags & SlotHooks::kWriteEnd) {
+    for (const std::string& dk : h.write_dks) policies_.flights.write_end(dk);
+  }
+  if (flags & SlotHooks::kWriteEndAll) policies_.flights.write_end_all();
+  if (flags & (SlotHooks::kLeaseFulfill | SlotHooks::kLeaseEnd)) {
+    wake_.clear();
+    if ((flags & SlotHooks::kLeaseFulfill) && !info.is_error() && !info.is_null) {
+      policies_.leases.fulfill(h.dk, wake_);
+      if (!wake_.empty()) {
+        auto bulk = std::make_shared<std::string>();
+        resp::write_bulk(*bulk, *h.value);
+        if (metrics_) {
+          metrics_->inc(Metric::LeaseWaitOutcomes,
+                        static_cast<std::size_t>(observability::LeaseOutcome::Value),
+                        wake_.size());
+        }
+        resp::ReplyInfo bulk_info;
+        bulk_info.type = '$';
+        wake(wake_, bulk, bulk_info);
+      }
+      std::erase_if(held_leases_, [&](const auto& held) { return held.first == h.dk; });
+    } else if (!info.is_error()) {
+      // The key changed in a way that gives waiters no value: the next in line loads it.
+      policies_.leases.end(h.dk, 0, now, h.lease_wait, wake_);
+      resp::ReplyInfo nil;
+      nil.type = '_';
+      nil.is_null = true;
+      wake(wake_, nullptr, nil);
+    }
+  }
+  bool done = true;
+  if ((flags & SlotHooks::kLeaseGet) && info.is_null) {
+    // A miss: this client loads the key from the database, or waits for whoever does.
+    const std::uint64_t token = policies_.next_token.fetch_add(1);
+    switch (policies_.leases.on_miss(h.dk, now, h.lease_wait, slot_ref(cookie, token))) {
+      case policy::LeaseTable<SlotRef>::Miss::Granted:
+        grant_lease(h.dk, h.lease_wait);
+        break;
+      case policy::LeaseTable<SlotRef>::Miss::NoLease:
+        break;
+      case policy::LeaseTable<SlotRef>::Miss::Wait:
+        h.flags = SlotHooks::kLeaseWaiting;
+        h.token = token;
+        start_lease_wait(cookie, h.lease_wait);
+        if (metrics_) metrics_->inc(Metric::LeaseWaits);
+        done = false;
+        break;
+    }
+  }
+  // After our own lease decision: clients that joined this flight and also miss then wait for
+  // us rather than taking the lease.
+  if (flags & SlotHooks::kFlightLeader) {
+    wake_.clear();
+    policies_.flights.finish(h.dk, h.flight, wake_);
+    if (!wake_.empty()) wake(wake_, std::make_shared<const std::string>(reply), info);
+  }
+  if ((flags & SlotHooks::kLearnNegative) && info.is_null) {
+    policies_.negative.remember(h.db, h.key, h.negative_ttl);
+  }
+  return done;
+}
+
+std::uint64_t ClientSession::waiting_slot() {
+  const std::uint64_t seq = push_slot(SlotKind::Normal);
+  slots_[seq % slots_.size()].hooks.reset();
+  if (inflight_++ == 0) keepalive_ = shared_from_this();
+  return seq;
+}
+
+SlotRef ClientSession::slot_ref(std::uint64_t cookie, std::uint64_t token) {
+  return SlotRef{weak_from_this(), socket_.get_executor(), cookie, token, id_};
+}
+
+void ClientSession::wake(std::vector<SlotRef>& refs, const SharedBytes& reply,
+                         const resp::ReplyInfo& info) {
+  for (SlotRef& ref : refs) {
+    asio::post(ref.executor, [ref = std::move(ref), reply, info] {
+      if (auto session = ref.session.lock()) session->deliver(ref.cookie, reply, info);
+    });
+  }
+  refs.clear();
+}
+
+void ClientSession::grant_lease(const std::string& dk, config::Millis wait) {
+  if (held_leases_.size() >= kMaxHeldLeases) held_leases_.erase(held_leases_.begin());
+  held_leases_.emplace_back(dk, wait);
+  if (metrics_) metrics_->inc(Metric::LeasesGranted);
+}
+
+void ClientSession::start_lease_wait(std::uint64_t cookie, config::Millis wait) {
+  const std::uint64_t token = slots_[cookie % slots_.size()].hooks.token;
+  auto timer = std::make_shared<asio::steady_timer>(socket_.get_executor(), wait);
+  timer->async_wait([weak = weak_from_this(), timer, cookie, token](boost::system::error_code) {
+    if (auto session = weak.lock()) session->lease_wait_expired(cookie, token);
+  });
+}
+
+void ClientSession::lease_wait_expired(std::uint64_t cookie, std::uint64_t token) {
+  if (cookie < head_seq_ || cookie >= tail_seq_) return;
+  Slot& slot = slots_[cookie % slots_.size()];
+  if (slot.done || !(slot.hooks.flags & SlotHooks::kLeaseWaiting) || slot.hooks.token != token) {
+    return;
+  }
+  const auto now = LoopClock::tick();
+  using Expired = policy::LeaseTable<SlotRef>::Expired;
+  const Expired e = policies_.leases.expire(slot.hooks.dk, token, now, slot.hooks.lease_wait);
+  if (e == Expired::NotWaiting) return;  // its answer is already on the way
+  if (e == Expired::Granted) grant_lease(slot.hooks.dk, slot.hooks.lease_wait);
+  if (metrics_) {
+    metrics_->inc(Metric::LeaseWaitOutcomes,
+                  static_cast<std::size_t>(e == Expired::Granted
+                                               ? observability::LeaseOutcome::Promoted
+                                               : observability::LeaseOutcome::Timeout));
+  }
+  scratch_.clear();
+  resp::write_null(scratch_, proto_);
+  record_command(slot.command, false, now - slot.start);
+  auto self = shared_from_this();
+  complete_slot(cookie, scratch_, nullptr);
+  worker_.flush_dirty();
+}
+
+void ClientSession::release_leases() {
+  // The holder is gone: the next waiter in line loads the key instead.
+  const auto now = LoopClock::now();
+  for (const auto& [dk, wait] : held_leases_) {
+    wake_.clear();
+    policies_.leases.end(dk, id_, now, wait, wake_);
+    resp::ReplyInfo nil;
+    nil.type = '_';
+    nil.is_null = true;
+    wake(wake_, nullptr, nil);
+  }
+  held_leases_.clear();
+}
+
+void ClientSession::abandon_multi_hooks() {
+  if (multi_hooks_.flags & SlotHooks::kWriteEnd) {
+    for (const std::string& dk : multi_hooks_.write_dks) policies_.flights.write_end(dk);
+  }
+  if (multi_hooks_.flags & SlotHooks::kWriteEndAll) policies_.flights.write_end_all();
+  multi_hooks_.reset();
+}
+
+}  // namespace respguard::server
