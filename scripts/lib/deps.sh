@@ -7,7 +7,7 @@
 RESPGUARD_PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libboost-dev libhiredis-dev libspdlog-dev libyaml-cpp-dev prometheus-cpp-dev
-  libgtest-dev redis-server redis-tools prometheus
+  libgtest-dev redis-server redis-tools prometheus python3-redis
 )
 
 # Installs whichever of the given packages are missing. Runs apt-get update only when something

@@ -644,12 +644,18 @@ std::optional<std::string> check_value(const Option& opt, const Config& config) 
 // and its sections' keys are listed here once, for reading and for did-you-mean suggestions.
 
 constexpr std::string_view kRuleKeys[] = {
-    "match",          "db",
-    "jitter",         "jitter.percent",
-    "jitter.positive_only", "jitter.expire_commands",
-    "jitter.default_ttl",   "coalesce",
-    "negative_cache", "negative_cache.ttl",
-    "lease",          "lease.wait",
+    "match",
+    "db",
+    "jitter",
+    "jitter.percent",
+    "jitter.positive_only",
+    "jitter.expire_commands",
+    "jitter.default_ttl",
+    "coalesce",
+    "negative_cache",
+    "negative_cache.ttl",
+    "lease",
+    "lease.wait",
 };
 
 // "rules[2]" for the rule at index 2 (0-based, like the list it is in).
@@ -693,13 +699,15 @@ std::optional<std::pair<std::string, std::string>> rule_violation(const RuleConf
                                              in_quotes(format_double(rule.jitter->percent))}};
     }
     if (rule.jitter->default_ttl && !duration_ok(*rule.jitter->default_ttl)) {
-      return {{path + ".jitter.default_ttl", std::string(kPositiveDuration) + ", got " +
-                                                 in_quotes(format_duration(*rule.jitter->default_ttl))}};
+      return {{path + ".jitter.default_ttl",
+               std::string(kPositiveDuration) + ", got " +
+                   in_quotes(format_duration(*rule.jitter->default_ttl))}};
     }
   }
   if (rule.negative_cache && !duration_ok(rule.negative_cache->ttl)) {
-    return {{path + ".negative_cache.ttl", std::string(kPositiveDuration) + ", got " +
-                                               in_quotes(format_duration(rule.negative_cache->ttl))}};
+    return {
+        {path + ".negative_cache.ttl", std::string(kPositiveDuration) + ", got " +
+                                           in_quotes(format_duration(rule.negative_cache->ttl))}};
   }
   if (rule.lease && !duration_ok(rule.lease->wait)) {
     return {{path + ".lease.wait", std::string(kPositiveDuration) + ", got " +
@@ -710,7 +718,7 @@ std::optional<std::pair<std::string, std::string>> rule_violation(const RuleConf
 }
 
 struct Violation {
-  std::string key;  // an option, or a path into the rules ("rules[2].jitter.percent")
+  std::string key;         // an option, or a path into the rules ("rules[2].jitter.percent")
   std::string_view other;  // a second key the reason is also about, or ""
   std::string reason;
 };
@@ -802,7 +810,9 @@ class Loader {
       if (auto [first, inserted] = lines_.emplace(key, line); !inserted) {
         fail(line, key, "duplicate key (first set on line " + std::to_string(first->second) + ")");
       }
-      if (const Option* opt = find_option(key)) {
+      if (prefix.empty() && name == "rules") {
+        read_rules(value, line);
+      } else if (const Option* opt = find_option(key)) {
         read_option(*opt, value, line);
       } else if (is_section(key)) {
         // A section whose options are all commented out is null: nothing to set.
@@ -834,6 +844,208 @@ class Loader {
     } catch (const std::invalid_argument& e) {
       fail(line, opt.key, e.what());
     }
+  }
+
+  // rules: a list of mappings, one per rule, in match order.
+  void read_rules(const YAML::Node& list, int line) {
+    if (list.IsNull()) return;  // every rule commented out
+    if (!list.IsSequence()) {
+      fail(line, "rules",
+           "expected a list of rules, each starting with \"- match: ...\", got " +
+               describe_node(list));
+    }
+    for (std::size_t i = 0; i < list.size(); ++i) config_.rules.push_back(read_rule(list[i], i));
+  }
+
+  RuleConfig read_rule(const YAML::Node& node, std::size_t index) {
+    const std::string path = rule_path(index);
+    const int rule_line = node.Mark().line + 1;
+    if (!node.IsMap()) {
+      fail(rule_line, path,
+           "expected a rule (match: and its policies, as indented key: value lines), got " +
+               describe_node(node));
+    }
+    RuleConfig rule;
+    bool has_match = false;
+    for_each_entry(node, path, [&](const std::string& key, const YAML::Node& value, int line) {
+      const std::string_view name = last_name(key);
+      if (name == "match") {
+        rule.match = scalar(value, line, key, "a key pattern such as \"user:*\"");
+        if (rule.match.empty()) fail(line, key, "must not be empty; \"*\" matches every key");
+        has_match = true;
+      } else if (name == "db") {
+        rule.db = read_db(value, line, key);
+      } else if (name == "coalesce") {
+        rule.coalesce = read_bool(value, line, key);
+      } else if (name == "jitter") {
+        rule.jitter = read_jitter(value, line, key, path);
+      } else if (name == "negative_cache") {
+        rule.negative_cache = read_negative_cache(value, line, key, path);
+      } else if (name == "lease") {
+        rule.lease = read_lease(value, line, key, path);
+      } else {
+        fail(line, key, "unknown key" + rule_suggestion(path, key));
+      }
+    });
+    if (!has_match) {
+      fail(rule_line, path,
+           "missing match: the keys the rule applies to, such as \"user:*\" (\"*\" for every "
+           "key)");
+    }
+    if (!has_policy(rule)) fail(rule_line, path, std::string(kNoPolicy));
+    return rule;
+  }
+
+  JitterConfig read_jitter(const YAML::Node& value, int line, const std::string& key,
+                           const std::string& path) {
+    JitterConfig jitter;
+    for_each_section_entry(value, line, key, [&](const std::string& k, const YAML::Node& v, int l) {
+      const std::string_view name = last_name(k);
+      if (name == "percent") {
+        jitter.percent = read_percent(v, l, k);
+      } else if (name == "positive_only") {
+        jitter.positive_only = read_bool(v, l, k);
+      } else if (name == "expire_commands") {
+        jitter.expire_commands = read_bool(v, l, k);
+      } else if (name == "default_ttl") {
+        jitter.default_ttl = read_positive_duration(v, l, k);
+      } else {
+        fail(l, k, "unknown key" + rule_suggestion(path, k));
+      }
+    });
+    return jitter;
+  }
+
+  NegativeCacheConfig read_negative_cache(const YAML::Node& value, int line, const std::string& key,
+                                          const std::string& path) {
+    NegativeCacheConfig negative;
+    for_each_section_entry(value, line, key, [&](const std::string& k, const YAML::Node& v, int l) {
+      if (last_name(k) != "ttl") fail(l, k, "unknown key" + rule_suggestion(path, k));
+      negative.ttl = read_positive_duration(v, l, k);
+    });
+    return negative;
+  }
+
+  LeaseConfig read_lease(const YAML::Node& value, int line, const std::string& key,
+                         const std::string& path) {
+    LeaseConfig lease;
+    for_each_section_entry(value, line, key, [&](const std::string& k, const YAML::Node& v, int l) {
+      if (last_name(k) != "wait") fail(l, k, "unknown key" + rule_suggestion(path, k));
+      lease.wait = read_positive_duration(v, l, k);
+    });
+    return lease;
+  }
+
+  // Calls visit(full key, value, line) for each entry of a mapping below `path`, after the
+  // checks walk() makes too: plain, undotted, unique keys.
+  template <typename Visit>
+  void for_each_entry(const YAML::Node& map, const std::string& path, Visit visit) {
+    std::map<std::string, int, std::less<>> seen;
+    for (const auto entry : map) {  // by value, as in walk()
+      const YAML::Node key_node = entry.first;
+      const int line = key_node.Mark().line + 1;
+      if (!key_node.IsScalar()) {
+        fail(line, path, "keys must be plain names, got " + describe_node(key_node));
+      }
+      const std::string& name = key_node.Scalar();
+      const std::string key = path + "." + name;
+      if (name.find('.') != std::string::npos) {
+        fail(line, key,
+             "keys are nested, not dotted: write the section and indent the key below it");
+      }
+      if (auto [first, inserted] = seen.emplace(name, line); !inserted) {
+        fail(line, key, "duplicate key (first set on line " + std::to_string(first->second) + ")");
+      }
+      visit(key, entry.second, line);
+    }
+  }
+
+  // A policy section (jitter, negative_cache, lease): its options, or {} for all defaults.
+  template <typename Visit>
+  void for_each_section_entry(const YAML::Node& value, int line, const std::string& key,
+                              Visit visit) {
+    if (value.IsNull()) {
+      fail(line, key, "no value; write its options indented below it, or {} for the defaults");
+    }
+    if (!value.IsMap()) {
+      fail(line, key,
+           "expected a section of indented key: value lines (or {} for the defaults), got " +
+               describe_node(value));
+    }
+    for_each_entry(value, key, visit);
+  }
+
+  // " (did you mean 'rules[2].jitter.percent'?)" among the keys a rule may have, or "".
+  static std::string rule_suggestion(const std::string& path, std::string_view key) {
+    const std::string_view relative = key.substr(path.size() + 1);  // "jitter.percnt"
+    std::string_view best = closest(relative, kRuleKeys);
+    // A key in the wrong place: "rules[0].ttl" is negative_cache.ttl.
+    if (best.empty()) {
+      for (std::string_view candidate : kRuleKeys) {
+        if (candidate != relative && last_name(candidate) == last_name(relative)) {
+          best = candidate;
+          break;
+        }
+      }
+    }
+    if (best.empty()) return "";
+    return " (did you mean " + in_quotes(path + "." + std::string(best)) + "?)";
+  }
+
+  const std::string& scalar(const YAML::Node& value, int line, std::string_view key,
+                            std::string_view what) const {
+    if (value.IsNull()) {
+      fail(line, key, "no value; expected " + std::string(what));
+    }
+    if (!value.IsScalar()) {
+      fail(line, key, "expected " + std::string(what) + ", got " + describe_node(value));
+    }
+    return value.Scalar();
+  }
+
+  bool read_bool(const YAML::Node& value, int line, std::string_view key) const {
+    const std::string& text = scalar(value, line, key, "true or false");
+    if (text != "true" && text != "false") {
+      fail(line, key, "expected true or false, got " + in_quotes(text));
+    }
+    return text == "true";
+  }
+
+  double read_percent(const YAML::Node& value, int line, std::string_view key) const {
+    constexpr std::string_view kWhat = "a fraction such as 0.1 (+-10%)";
+    const std::string& text = scalar(value, line, key, kWhat);
+    double percent = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), percent);
+    if (ec != std::errc() || end != text.data() + text.size()) {
+      fail(line, key, "expected " + std::string(kWhat) + ", got " + in_quotes(text));
+    }
+    if (!percent_ok(percent))
+      fail(line, key, std::string(kPercentRange) + ", got " + in_quotes(text));
+    return percent;
+  }
+
+  Millis read_positive_duration(const YAML::Node& value, int line, std::string_view key) const {
+    const std::string& text = scalar(value, line, key, "a duration such as 500ms, 5s or 1m");
+    Millis duration;
+    try {
+      duration = parse_duration(text);
+    } catch (const std::invalid_argument& e) {
+      fail(line, key, e.what());
+    }
+    if (duration.count() <= 0) {
+      fail(line, key, std::string(kPositiveDuration) + ", got " + in_quotes(text));
+    }
+    return duration;
+  }
+
+  int read_db(const YAML::Node& value, int line, std::string_view key) const {
+    constexpr std::string_view kWhat = "a database index (0, 1, 2, ...)";
+    const std::string& text = scalar(value, line, key, kWhat);
+    std::optional<std::uint64_t> db = to_u64(text);
+    if (!db || *db > static_cast<std::uint64_t>(std::numeric_limits<int>::max())) {
+      fail(line, key, "expected " + std::string(kWhat) + ", got " + in_quotes(text));
+    }
+    return static_cast<int>(*db);
   }
 
   // "respguard.yaml:12: upstream.request_timeout: <reason>"; line 0 = unknown.
@@ -946,6 +1158,7 @@ std::size_t parse_size(std::string_view text) {
 // Config -------------------------------------------------------------------------------------
 
 bool Config::operator==(const Config& other) const {
+  if (rules != other.rules) return false;
   for (const Option& opt : kOptions) {
     bool same = std::visit(
         [](auto* a, auto* b) {

@@ -111,9 +111,9 @@ enum : unsigned {
 
 struct StringOptions {
   unsigned flags = 0;
-  int expirations = 0;         // EX/PX/EXAT/PXAT options seen
-  std::size_t expire_at = 0;   // index of the last one's name; its value follows
-  unsigned expire_kind = 0;    // kEx, kPx, kExAt or kPxAt
+  int expirations = 0;        // EX/PX/EXAT/PXAT options seen
+  std::size_t expire_at = 0;  // index of the last one's name; its value follows
+  unsigned expire_kind = 0;   // kEx, kPx, kExAt or kPxAt
 };
 
 // Parses SET's options (from args[3]) or GETEX's (from args[2]) the way Redis 7.0 does. Note what
@@ -194,8 +194,9 @@ bool jitter_setex(std::span<const std::string_view> args, bool seconds,
   std::optional<long long> ttl = parse_ttl(args[2], seconds ? 1000 : 1);
   if (!ttl) return false;
   char buffer[24];
-  write_command(args, {{0, "PSETEX"}, {2, format_ms(jittered_ttl_ms(*ttl, jitter, random), buffer)}},
-                {}, out);
+  write_command(args,
+                {{0, "PSETEX"}, {2, format_ms(jittered_ttl_ms(*ttl, jitter, random), buffer)}}, {},
+                out);
   return true;
 }
 
@@ -225,8 +226,8 @@ bool jitter_expire(std::span<const std::string_view> args, bool seconds,
   if (!ttl) return false;
   char buffer[24];
   write_command(args,
-                {{0, "PEXPIRE"}, {2, format_ms(jittered_ttl_ms(*ttl, jitter, random), buffer)}},
-                {}, out);
+                {{0, "PEXPIRE"}, {2, format_ms(jittered_ttl_ms(*ttl, jitter, random), buffer)}}, {},
+                out);
   return true;
 }
 

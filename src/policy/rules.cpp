@@ -21,7 +21,9 @@ namespace {
 class GlobMatcher {
  public:
   GlobMatcher(std::string_view pattern, std::string_view text)
-      : pattern_(pattern), pattern_end_(pattern.data() + pattern.size()), text_(text),
+      : pattern_(pattern),
+        pattern_end_(pattern.data() + pattern.size()),
+        text_(text),
         text_end_(text.data() + text.size()) {}
 
   bool run() { return match(pattern_.data(), text_.data(), 0); }

@@ -35,9 +35,9 @@ enum class Special : std::uint8_t {
   GeoRadius,    // GEORADIUS key lon lat radius unit [.. STORE|STOREDIST dst]
   GeoByMember,  // GEORADIUSBYMEMBER key member radius unit [.. STORE|STOREDIST dst]
   MPop,         // LMPOP/ZMPOP numkeys key ..
-  BlockingMPop, // BLMPOP/BZMPOP timeout numkeys key ..
-  XReadGroup,   // .. STREAMS key .. id ..: the consumer group state of each stream
-  XGroup,       // XGROUP CREATE|SETID|DESTROY|CREATECONSUMER|DELCONSUMER key ..
+  BlockingMPop,  // BLMPOP/BZMPOP timeout numkeys key ..
+  XReadGroup,    // .. STREAMS key .. id ..: the consumer group state of each stream
+  XGroup,        // XGROUP CREATE|SETID|DESTROY|CREATECONSUMER|DELCONSUMER key ..
 };
 
 constexpr std::pair<std::string_view, Special> kSpecialCommands[] = {

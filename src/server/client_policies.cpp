@@ -2,6 +2,9 @@
 // file sends, waits and wakes. Nothing here runs unless rules are configured.
 #include <spdlog/spdlog.h>
 
+#include <cstdlib>
+#include <span>
+
 #include "respguard/common/loop_clock.hpp"
 #include "respguard/policy/jitter.hpp"
 #include "respguard/resp/writer.hpp"
@@ -22,6 +25,19 @@ int value_arg(const resp::CommandInfo& info) {
   return -1;
 }
 
+// Parses "db\0key" back.
+std::pair<int, std::string_view> split_dk(std::string_view dk) {
+  const std::size_t nul = dk.find('\0');
+  return {std::atoi(std::string(dk.substr(0, nul)).c_str()), dk.substr(nul + 1)};
+}
+
+bool has_option(std::span<const std::string_view> args, std::string_view option) {
+  for (std::size_t i = 3; i < args.size(); ++i) {
+    if (iequals(args[i], option)) return true;
+  }
+  return false;
+}
+
 bool ttl_command(std::string_view name) {
   return name == "set" || name == "setex" || name == "psetex" || name == "getex" ||
          name == "expire" || name == "pexpire";
@@ -33,7 +49,9 @@ constexpr std::size_t kMaxHeldLeases = 64;  // per client; older ones simply lap
 
 bool ClientSession::apply_policies(const resp::Command& cmd, const resp::CommandInfo& info,
                                    Dispatch& out) {
-  if (info.flags & resp::kWrite) {
+  // Anything that is not read-only may write (scripts are not flagged "write"):
+  // collect_write_effects decides exactly what.
+  if (!(info.flags & resp::kReadonly)) {
     // Side effects below must happen once: let forward() stall first if it is going to.
     if (would_stall()) return false;
     policy_write(cmd, info);
@@ -111,6 +129,8 @@ bool ClientSession::policy_read(const resp::Command& cmd, const policy::Rule& ru
   next_hooks_.db = db_;
   next_hooks_.key.assign(key);
   next_hooks_.dk = dk;
+  next_hooks_.write_gen = policies_.writes.now(dk);
+  next_hooks_.write_gen_all = policies_.writes.all();
   if (rc.negative_cache) {
     next_hooks_.flags |= SlotHooks::kLearnNegative;
     next_hooks_.negative_ttl = rc.negative_cache->ttl;
@@ -160,6 +180,7 @@ void ClientSession::policy_write(const resp::Command& cmd, const resp::CommandIn
       }
       if (!all_done) {
         policies_.flights.write_begin_all();
+        policies_.writes.tick_all();
         h.flags |= SlotHooks::kWriteEndAll;
         all_done = true;
       }
@@ -169,25 +190,38 @@ void ClientSession::policy_write(const resp::Command& cmd, const resp::CommandIn
     if (rule == nullptr) continue;
     const config::RuleConfig& rc = rule->config;
     if (rc.negative_cache) policies_.negative.forget(e.db, e.key);
-    if (!rc.coalesce && !rc.lease) continue;
+    if (!rc.coalesce && !rc.lease && !rc.negative_cache) continue;
     const std::string_view dk = policy::db_key(e.db, e.key, dk_buf_);
+    // Forgotten now and again when Redis answers: a GET racing the write proves nothing.
+    policies_.writes.tick(dk);
+    h.written_dks.emplace_back(dk);
+    h.flags |= SlotHooks::kWriteEnd;
     if (rc.coalesce) {
       policies_.flights.write_begin(dk);
       h.write_dks.emplace_back(dk);
       h.flags |= SlotHooks::kWriteEnd;
     }
-    if (rc.lease && !in_multi_ && !(h.flags & (SlotHooks::kLeaseFulfill | SlotHooks::kLeaseEnd)) &&
+    if (rc.lease && !(h.flags & (SlotHooks::kLeaseFulfill | SlotHooks::kLeaseEnd)) &&
         policies_.leases.leased(dk)) {
       // One leased key per command: the common SET; a multi-key DEL ends the first one's lease
       // and the others lapse after lease.wait.
       const int arg = value_arg(info);
       h.dk = dk;
       h.lease_wait = rc.lease->wait;
-      if (arg > 0 && static_cast<std::size_t>(arg) < cmd.argc() && e.key == cmd.args[1]) {
+      // SET .. GET answers the old value, so its reply cannot say whether NX/XX let it write.
+      const bool set_get = info.name == "set" && has_option(cmd.args, "get");
+      const bool conditional =
+          set_get && (has_option(cmd.args, "nx") || has_option(cmd.args, "xx"));
+      if (arg > 0 && static_cast<std::size_t>(arg) < cmd.argc() && e.key == cmd.args[1] &&
+          !conditional) {
         h.flags |= SlotHooks::kLeaseFulfill;
         h.value = std::make_shared<const std::string>(cmd.args[static_cast<std::size_t>(arg)]);
+        h.success = in_multi_                          ? SlotHooks::Success::Exec
+                    : info.name == "setnx"             ? SlotHooks::Success::One
+                    : info.name == "getset" || set_get ? SlotHooks::Success::NotError
+                                                       : SlotHooks::Success::Ok;
       } else {
-        h.flags |= SlotHooks::kLeaseEnd;
+        h.flags |= SlotHooks::kLeaseEnd;  // DEL, INCR, a conditional SET .. GET: no value
       }
     }
   }
@@ -195,8 +229,7 @@ void ClientSession::policy_write(const resp::Command& cmd, const resp::CommandIn
   if (cmd.argc() >= 3 && ttl_command(info.name)) {
     const policy::Rule* rule = policies_.rules.match(db_, cmd.args[1]);
     if (rule != nullptr && rule->config.jitter &&
-        policy::apply_ttl_jitter(cmd.args, *rule->config.jitter, worker_.random(),
-                                 rewrite_buf_)) {
+        policy::apply_ttl_jitter(cmd.args, *rule->config.jitter, worker_.random(), rewrite_buf_)) {
       rewrite_ = rewrite_buf_;
       if (metrics_) metrics_->inc(Metric::TtlJitterApplied);
     }
@@ -208,21 +241,36 @@ bool ClientSession::run_hooks(Slot& slot, std::uint64_t cookie, std::string_view
   SlotHooks& h = slot.hooks;
   const std::uint8_t flags = h.flags;
   const auto now = LoopClock::now();
-  if (flags & SlotHooks::kWriteEnd) {
-    for (const std::string& dk : h.write_dks) policies_.flights.write_end(dk);
+  if (flags & SlotHooks::kWriteEnd) end_writes(h);
+  if (flags & SlotHooks::kWriteEndAll) {
+    policies_.flights.write_end_all();
+    policies_.writes.tick_all();
   }
-  if (flags & SlotHooks::kWriteEndAll) policies_.flights.write_end_all();
   if (flags & (SlotHooks::kLeaseFulfill | SlotHooks::kLeaseEnd)) {
     wake_.clear();
-    if ((flags & SlotHooks::kLeaseFulfill) && !info.is_error() && !info.is_null) {
+    bool written = false;
+    switch (h.success) {
+      case SlotHooks::Success::Ok:
+        written = reply.starts_with("+OK");
+        break;
+      case SlotHooks::Success::One:
+        written = reply == ":1\r\n";
+        break;
+      case SlotHooks::Success::NotError:
+        written = !info.is_error();
+        break;
+      case SlotHooks::Success::Exec:
+        written = info.type == '*' && !info.is_null;
+        break;
+    }
+    if ((flags & SlotHooks::kLeaseFulfill) && written) {
       policies_.leases.fulfill(h.dk, wake_);
       if (!wake_.empty()) {
         auto bulk = std::make_shared<std::string>();
         resp::write_bulk(*bulk, *h.value);
         if (metrics_) {
           metrics_->inc(Metric::LeaseWaitOutcomes,
-                        static_cast<std::size_t>(observability::LeaseOutcome::Value),
-                        wake_.size());
+                        static_cast<std::size_t>(observability::LeaseOutcome::Value), wake_.size());
         }
         resp::ReplyInfo bulk_info;
         bulk_info.type = '$';
@@ -238,8 +286,11 @@ bool ClientSession::run_hooks(Slot& slot, std::uint64_t cookie, std::string_view
       wake(wake_, nullptr, nil);
     }
   }
+  // A nil means "absent" only if no write of the key overtook the GET.
+  const bool fresh = info.is_null && policies_.writes.now(h.dk) == h.write_gen &&
+                     policies_.writes.all() == h.write_gen_all;
   bool done = true;
-  if ((flags & SlotHooks::kLeaseGet) && info.is_null) {
+  if ((flags & SlotHooks::kLeaseGet) && fresh) {
     // A miss: this client loads the key from the database, or waits for whoever does.
     const std::uint64_t token = policies_.next_token.fetch_add(1);
     switch (policies_.leases.on_miss(h.dk, now, h.lease_wait, slot_ref(cookie, token))) {
@@ -264,7 +315,7 @@ bool ClientSession::run_hooks(Slot& slot, std::uint64_t cookie, std::string_view
     policies_.flights.finish(h.dk, h.flight, wake_);
     if (!wake_.empty()) wake(wake_, std::make_shared<const std::string>(reply), info);
   }
-  if ((flags & SlotHooks::kLearnNegative) && info.is_null) {
+  if ((flags & SlotHooks::kLearnNegative) && fresh) {
     policies_.negative.remember(h.db, h.key, h.negative_ttl);
   }
   return done;
@@ -284,7 +335,8 @@ SlotRef ClientSession::slot_ref(std::uint64_t cookie, std::uint64_t token) {
 void ClientSession::wake(std::vector<SlotRef>& refs, const SharedBytes& reply,
                          const resp::ReplyInfo& info) {
   for (SlotRef& ref : refs) {
-    asio::post(ref.executor, [ref = std::move(ref), reply, info] {
+    auto executor = ref.executor;  // not from `ref` in the same call: it is moved from there
+    asio::post(executor, [ref = std::move(ref), reply, info] {
       if (auto session = ref.session.lock()) session->deliver(ref.cookie, reply, info);
     });
   }
@@ -317,10 +369,10 @@ void ClientSession::lease_wait_expired(std::uint64_t cookie, std::uint64_t token
   if (e == Expired::NotWaiting) return;  // its answer is already on the way
   if (e == Expired::Granted) grant_lease(slot.hooks.dk, slot.hooks.lease_wait);
   if (metrics_) {
-    metrics_->inc(Metric::LeaseWaitOutcomes,
-                  static_cast<std::size_t>(e == Expired::Granted
-                                               ? observability::LeaseOutcome::Promoted
-                                               : observability::LeaseOutcome::Timeout));
+    metrics_->inc(
+        Metric::LeaseWaitOutcomes,
+        static_cast<std::size_t>(e == Expired::Granted ? observability::LeaseOutcome::Promoted
+                                                       : observability::LeaseOutcome::Timeout));
   }
   scratch_.clear();
   resp::write_null(scratch_, proto_);
@@ -344,11 +396,21 @@ void ClientSession::release_leases() {
   held_leases_.clear();
 }
 
-void ClientSession::abandon_multi_hooks() {
-  if (multi_hooks_.flags & SlotHooks::kWriteEnd) {
-    for (const std::string& dk : multi_hooks_.write_dks) policies_.flights.write_end(dk);
+void ClientSession::end_writes(SlotHooks& h) {
+  for (const std::string& dk : h.write_dks) policies_.flights.write_end(dk);
+  for (const std::string& dk : h.written_dks) {
+    policies_.writes.tick(dk);
+    const auto [db, key] = split_dk(dk);
+    policies_.negative.forget(db, key);
   }
-  if (multi_hooks_.flags & SlotHooks::kWriteEndAll) policies_.flights.write_end_all();
+}
+
+void ClientSession::abandon_multi_hooks() {
+  if (multi_hooks_.flags & SlotHooks::kWriteEnd) end_writes(multi_hooks_);
+  if (multi_hooks_.flags & SlotHooks::kWriteEndAll) {
+    policies_.flights.write_end_all();
+    policies_.writes.tick_all();
+  }
   multi_hooks_.reset();
 }
 

@@ -179,8 +179,12 @@ ClientSession::Dispatch ClientSession::dispatch(const resp::Command& cmd) {
       case CommandId::Discard:
         in_multi_ = false;
         watching_ = false;
-        std::swap(next_hooks_, multi_hooks_);  // the queued writes run now (or never)
-        multi_hooks_.reset();
+        if (id == CommandId::Exec) {
+          std::swap(next_hooks_, multi_hooks_);  // the queued writes run with EXEC
+          multi_hooks_.reset();
+        } else {
+          abandon_multi_hooks();  // DISCARD: they never run
+        }
         return forward(cmd, info, true, id == CommandId::Exec ? SlotKind::Exec : SlotKind::Normal);
       case CommandId::Quit:
       case CommandId::Reset:
@@ -193,7 +197,7 @@ ClientSession::Dispatch ClientSession::dispatch(const resp::Command& cmd) {
         if (dedicated_) dedicated_->forget_db();
         return forward(cmd, info, true);
       default:
-        if (policies_on_ && info != nullptr && (info->flags & resp::kWrite)) {
+        if (policies_on_ && info != nullptr && !(info->flags & resp::kReadonly)) {
           policy_write(cmd, *info);
         }
         return forward(cmd, info, true);

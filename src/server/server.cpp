@@ -30,6 +30,12 @@ Server::Server(const config::Config& config)
   shared_.metrics.set_sampler(Metric::ClientConnections, [this] {
     return static_cast<double>(shared_.clients.load(std::memory_order_relaxed));
   });
+  shared_.metrics.set_sampler(Metric::NegativeCacheEntries, [this] {
+    return static_cast<double>(shared_.policies.negative.size());
+  });
+  shared_.metrics.set_sampler(Metric::NegativeCacheEvictions, [this] {
+    return static_cast<double>(shared_.policies.negative.evictions());
+  });
   shared_.metrics.set_sampler(Metric::PinnedConnections, [this] {
     return static_cast<double>(shared_.dedicated_connections.load(std::memory_order_relaxed));
   });

@@ -106,11 +106,29 @@ class Env {
       await stopProcess(this.redis, 'SIGKILL');
       await sleep(downMs);
       await this.startRedis();
+      // respguard (not the target here) reconnects with backoff; the next scenario needs it.
+      await this.waitProxyUpstream();
     } else {
       await stopProcess(this.proxy, 'SIGKILL');
       await sleep(downMs);
       await this.startProxy();
     }
+  }
+  // Until respguard forwards again: its PING is local, so ask for a key, on fresh connections
+  // until enough in a row succeed that every worker's shared connections are back.
+  async waitProxyUpstream(ms = 15000) {
+    const end = Date.now() + ms;
+    let streak = 0;
+    while (Date.now() < end && streak < 16) {
+      const reply = await new Promise((resolve) => {
+        const s = net.connect(this.proxyPort, '127.0.0.1', () => s.write('*2\r\n$3\r\nGET\r\n$1\r\nx\r\n'));
+        s.on('data', (d) => { s.destroy(); resolve(String(d)); });
+        s.on('error', () => resolve('-ERR'));
+      });
+      streak = reply.startsWith('-') ? 0 : streak + 1;
+      if (streak === 0) await sleep(50);
+    }
+    if (streak < 16) throw new Error('respguard did not reconnect to redis-server');
   }
   async stop() {
     if (this.proxy) await stopProcess(this.proxy);

@@ -9,8 +9,8 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
-#include <vector>
 #include <string_view>
+#include <vector>
 
 #include "respguard/resp/parser.hpp"
 
@@ -67,11 +67,11 @@ struct LogConfig {
   std::string level = "info";  // trace, debug, info, warn, error, critical, off
 };
 
-// Policies of one key rule (see docs/policies.md). Absent sections are off.
+// Policies of one key rule (see "Key rules" in docs/configuration.md). Absent sections are off.
 struct JitterConfig {
-  double percent = 0.10;  // u in [-percent, +percent]
-  bool positive_only = false;  // u in [0, +percent]: never shorten a TTL
-  bool expire_commands = false;  // also EXPIRE / PEXPIRE
+  double percent = 0.10;              // u in [-percent, +percent]
+  bool positive_only = false;         // u in [0, +percent]: never shorten a TTL
+  bool expire_commands = false;       // also EXPIRE / PEXPIRE
   std::optional<Millis> default_ttl;  // SETs without an expiration get this (jittered)
   bool operator==(const JitterConfig&) const = default;
 };
@@ -87,7 +87,7 @@ struct LeaseConfig {
 };
 
 struct RuleConfig {
-  std::string match;  // glob: "user:*"
+  std::string match;      // glob: "user:*"
   std::optional<int> db;  // only this db; absent: every db
   std::optional<JitterConfig> jitter;
   bool coalesce = false;
@@ -100,6 +100,7 @@ struct RuleConfig {
 struct PolicyLimits {
   std::size_t negative_cache_max_entries = 100000;
   std::size_t lease_max_keys = 100000;
+  bool operator==(const PolicyLimits&) const = default;
 };
 
 // The admin HTTP listener: /metrics (Prometheus), /healthz, /readyz.
@@ -119,8 +120,8 @@ struct Config {
   std::vector<RuleConfig> rules;  // first match wins
   PolicyLimits policy_limits;
 
-  // Equal when every option in the schema is equal (resp::Limits has no operator==, and the
-  // schema is the list of what a Config holds anyway).
+  // Equal when every option in the schema and the rules are equal (resp::Limits has no
+  // operator==, and the schema is the list of what a Config holds anyway).
   bool operator==(const Config& other) const;
 };
 

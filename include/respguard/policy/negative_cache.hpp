@@ -30,7 +30,7 @@ class NegativeCache {
   bool contains(int db, std::string_view key);
   void forget(int db, std::string_view key);
   void clear_db(int db);  // FLUSHDB, SWAPDB
-  void clear();  // FLUSHALL, coherence loss
+  void clear();           // FLUSHALL, coherence loss
 
   // Entries held, including expired ones not yet dropped (expiry is lazy: on lookup, or when
   // a full stripe makes room).

@@ -25,7 +25,7 @@ class KeyPattern {
   std::string glob_;
   std::string prefix_;
   bool prefix_only_ = false;  // glob is prefix_ + "*"
-  bool match_all_ = false;  // glob is "*"
+  bool match_all_ = false;    // glob is "*"
 };
 
 // Redis's stringmatchlen semantics (case-sensitive).

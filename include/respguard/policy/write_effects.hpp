@@ -13,9 +13,10 @@ namespace respguard::policy {
 struct WriteEffect {
   enum class Kind { Key, Db, All };
   Kind kind;
-  int db;  // Key, Db
+  int db;                // Key, Db
   std::string_view key;  // Key: a view into the command's arguments
-  bool operator==(const WriteEffect&) const = default;  // Db and All carry an empty key; All db 0
+  // Db and All carry an empty key, All db 0, so the default comparison is the natural one.
+  bool operator==(const WriteEffect&) const = default;
 };
 
 // Appends the effects of one command run in `db` to `out` (cleared first). Non-write commands

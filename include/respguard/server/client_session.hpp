@@ -16,12 +16,12 @@
 #include "respguard/common/asio.hpp"
 #include "respguard/common/io_buffer.hpp"
 #include "respguard/observability/metrics.hpp"
+#include "respguard/policy/write_effects.hpp"
 #include "respguard/resp/command_table.hpp"
 #include "respguard/resp/parser.hpp"
 #include "respguard/server/client_registry.hpp"
 #include "respguard/server/output_queue.hpp"
 #include "respguard/server/policy_state.hpp"
-#include "respguard/policy/write_effects.hpp"
 #include "respguard/upstream/upstream_connection.hpp"
 
 namespace respguard::server {
@@ -57,20 +57,25 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   // Policy follow-ups of a request, run when its reply arrives (docs/policies.md).
   struct SlotHooks {
     enum : std::uint8_t {
-      kLearnNegative = 1,  // GET/EXISTS under a negative-cache rule: remember a nil
-      kLeaseGet = 2,       // GET under a lease rule: a nil is a miss (grant or wait)
-      kFlightLeader = 4,   // this GET is the flight others joined: share its reply
-      kWriteEnd = 8,       // writes to write_dks were forwarded: they are answered now
-      kWriteEndAll = 16,   // a db-wide write was forwarded
-      kLeaseFulfill = 32,  // SET of a leased key: waiters get `value` once Redis says OK
-      kLeaseEnd = 64,      // another write of a leased key: the lease ends
-      kLeaseWaiting = 128, // this slot waits for a lease holder (token, lease_wait)
+      kLearnNegative = 1,   // GET/EXISTS under a negative-cache rule: remember a nil
+      kLeaseGet = 2,        // GET under a lease rule: a nil is a miss (grant or wait)
+      kFlightLeader = 4,    // this GET is the flight others joined: share its reply
+      kWriteEnd = 8,        // writes to write_dks were forwarded: they are answered now
+      kWriteEndAll = 16,    // a db-wide write was forwarded
+      kLeaseFulfill = 32,   // SET of a leased key: waiters get `value` once Redis says OK
+      kLeaseEnd = 64,       // another write of a leased key: the lease ends
+      kLeaseWaiting = 128,  // this slot waits for a lease holder (token, lease_wait)
     };
     std::uint8_t flags = 0;
     int db = 0;
-    std::string key;  // the GET's key
-    std::string dk;   // db_key(db, key)
-    std::vector<std::string> write_dks;
+    std::string key;                       // the GET's key
+    std::string dk;                        // db_key(db, key)
+    std::vector<std::string> write_dks;    // keys whose flights resume when answered
+    std::vector<std::string> written_dks;  // keys whose write generation ticks when answered
+    std::uint64_t write_gen = 0;           // GET: the key's write generation when sent
+    std::uint64_t write_gen_all = 0;
+    enum class Success : std::uint8_t { Ok, One, NotError, Exec };
+    Success success = Success::Ok;  // LeaseFulfill: which reply means "written"
     std::uint64_t flight = 0;
     std::uint64_t token = 0;
     config::Millis negative_ttl{0};
@@ -81,6 +86,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
       key.clear();
       dk.clear();
       write_dks.clear();
+      written_dks.clear();
       value.reset();
     }
   };
@@ -90,8 +96,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
     SlotKind kind = SlotKind::Normal;
     std::uint16_t command = 0;      // metric label index
     SteadyClock::time_point start;  // when the request was read
-    std::string data;  // a reply that completed before the slots ahead of it
-    SharedBytes shared;  // ... or a shared one
+    std::string data;               // a reply that completed before the slots ahead of it
+    SharedBytes shared;             // ... or a shared one
     SlotHooks hooks;
   };
 
@@ -117,7 +123,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   void grant_lease(const std::string& dk, config::Millis wait);
   void start_lease_wait(std::uint64_t cookie, config::Millis wait);
   void release_leases();
-  void abandon_multi_hooks();  // a transaction's writes will not run: end their bookkeeping
+  void abandon_multi_hooks();
+  void end_writes(SlotHooks& hooks);  // a write was answered (or will never run)  // a
+                                      // transaction's writes will not run: end their bookkeeping
   void complete_slot(std::uint64_t cookie, std::string_view reply, const SharedBytes& shared);
   upstream::UpstreamConnection* acquire_dedicated();
   void maybe_release_dedicated();
@@ -157,9 +165,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   observability::Shard& state_metrics_;  // connection events: always recorded
   std::size_t current_command_ = 0;      // label of the command being dispatched
   PolicyState& policies_;
-  const bool policies_on_;  // any rules configured: otherwise no policy code runs at all
-  SlotHooks next_hooks_;  // hooks for the request forward() is about to send
-  SlotHooks multi_hooks_;  // writes queued in MULTI: they run (and end) with EXEC
+  const bool policies_on_;    // any rules configured: otherwise no policy code runs at all
+  SlotHooks next_hooks_;      // hooks for the request forward() is about to send
+  SlotHooks multi_hooks_;     // writes queued in MULTI: they run (and end) with EXEC
   std::string_view rewrite_;  // bytes forward() sends instead of the request (jitter)
   std::string rewrite_buf_;
   std::string error_reply_;

@@ -44,6 +44,21 @@ std::string validate_error(const Config& config) {
   return "(no error)";
 }
 
+// A rule matching `match`, with coalescing (or no policy at all).
+RuleConfig make_rule(std::string match, bool coalesce = true) {
+  RuleConfig rule;
+  rule.match = std::move(match);
+  rule.coalesce = coalesce;
+  return rule;
+}
+
+JitterConfig make_jitter(double percent, std::optional<Millis> default_ttl = std::nullopt) {
+  JitterConfig jitter;
+  jitter.percent = percent;
+  jitter.default_ttl = default_ttl;
+  return jitter;
+}
+
 std::string read_text(const std::filesystem::path& path) {
   std::ifstream in(path);
   std::ostringstream text;
@@ -115,6 +130,24 @@ protocol:
   max_multibulk_len: 4096
   max_inline_len: 4kb
   max_reply_depth: 16
+rules:
+  - match: "user:*"
+    db: 2
+    jitter:
+      percent: 0.25
+      positive_only: true
+      expire_commands: true
+      default_ttl: 1h
+    coalesce: true
+    negative_cache:
+      ttl: 3s
+    lease:
+      wait: 250ms
+  - match: "*"
+    coalesce: true
+policy_limits:
+  negative_cache_max_entries: 5000
+  lease_max_keys: 700
 )";
 
 // --- defaults ---------------------------------------------------------------------------
@@ -185,6 +218,24 @@ TEST(ConfigLoad, EveryOptionIsRead) {
   EXPECT_EQ(c.admin.listen, (Endpoint{"0.0.0.0", 9999}));
   EXPECT_FALSE(c.admin.metrics);
   EXPECT_TRUE(c.admin.unready_when_breaker_open);
+  EXPECT_EQ(c.policy_limits.negative_cache_max_entries, 5000u);
+  EXPECT_EQ(c.policy_limits.lease_max_keys, 700u);
+  ASSERT_EQ(c.rules.size(), 2u);
+  const RuleConfig& r = c.rules[0];
+  EXPECT_EQ(r.match, "user:*");
+  EXPECT_EQ(r.db, 2);
+  ASSERT_TRUE(r.jitter.has_value());
+  EXPECT_EQ(r.jitter->percent, 0.25);
+  EXPECT_TRUE(r.jitter->positive_only);
+  EXPECT_TRUE(r.jitter->expire_commands);
+  EXPECT_EQ(r.jitter->default_ttl, Millis(3'600'000));
+  EXPECT_TRUE(r.coalesce);
+  EXPECT_EQ(r.negative_cache, NegativeCacheConfig{Millis(3000)});
+  EXPECT_EQ(r.lease, LeaseConfig{Millis(250)});
+  EXPECT_EQ(c.rules[1].match, "*");
+  EXPECT_EQ(c.rules[1].db, std::nullopt);
+  EXPECT_TRUE(c.rules[1].coalesce);
+  EXPECT_FALSE(c.rules[1].jitter || c.rules[1].negative_cache || c.rules[1].lease);
 }
 
 // Adding an option to the schema fails here until kEveryOption (and the checks above) cover it.
@@ -205,6 +256,16 @@ TEST(ConfigLoad, ConfigEqualityComparesEveryOption) {
   other = base;
   other.upstream.password = "x";
   EXPECT_FALSE(base == other);
+  other = base;
+  other.policy_limits.lease_max_keys = 1;
+  EXPECT_FALSE(base == other);
+  other = base;
+  other.rules.push_back(make_rule("*"));
+  EXPECT_FALSE(base == other);
+  Config same_rules = other;
+  EXPECT_TRUE(same_rules == other);
+  same_rules.rules[0].jitter = JitterConfig{};
+  EXPECT_FALSE(same_rules == other);
   EXPECT_TRUE(load_string(kEveryOption) == load_string(kEveryOption));
 }
 
@@ -536,6 +597,44 @@ TEST(ConfigFile, DefaultConfigFileEqualsTheDefaults) {
   for (const std::string& key : reference_keys()) {
     EXPECT_TRUE(yaml_sets(text, key)) << "config/respguard.yaml does not set " << key;
   }
+  // No rules by default, but a commented example of every rule key.
+  for (const char* line :
+       {"# rules:", "#   - match:", "#     db:", "#       percent:", "#       positive_only:",
+        "#       expire_commands:", "#       default_ttl:", "#     coalesce:",
+        "#     negative_cache:", "#       ttl:", "#     lease:", "#       wait:"}) {
+    EXPECT_NE(text.find(line), std::string::npos) << line;
+  }
+}
+
+TEST(ConfigFile, AllPoliciesExampleTurnsOnEveryPolicyForEveryKey) {
+  const std::filesystem::path path = kRepoRoot / "config/examples/all-policies.yaml";
+  const Config c = load_file(path.string());
+  ASSERT_EQ(c.rules.size(), 1u);
+  const RuleConfig& r = c.rules[0];
+  EXPECT_EQ(r.match, "*");
+  EXPECT_EQ(r.db, std::nullopt);
+  ASSERT_TRUE(r.jitter.has_value());
+  EXPECT_EQ(r.jitter->percent, 0.1);
+  EXPECT_FALSE(r.jitter->positive_only);
+  EXPECT_FALSE(r.jitter->expire_commands);
+  EXPECT_EQ(r.jitter->default_ttl, std::nullopt);
+  EXPECT_TRUE(r.coalesce);
+  EXPECT_EQ(r.negative_cache, NegativeCacheConfig{Millis(5000)});
+  EXPECT_EQ(r.lease, LeaseConfig{Millis(1000)});
+  // Everything else is the default.
+  Config expected;
+  expected.rules = c.rules;
+  EXPECT_TRUE(c == expected);
+}
+
+TEST(ConfigFile, EveryExampleLoads) {
+  int examples = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(kRepoRoot / "config/examples")) {
+    if (entry.path().extension() != ".yaml") continue;
+    ++examples;
+    EXPECT_NO_THROW(load_file(entry.path().string())) << entry.path();
+  }
+  EXPECT_GE(examples, 1);
 }
 
 // docs/configuration.md embeds reference_markdown() verbatim, so the docs never drift from the
@@ -569,10 +668,243 @@ TEST(ConfigReference, EveryKeyHasOneRowInLayoutOrder) {
   const std::vector<std::string> keys = reference_keys();
   ASSERT_GE(keys.size(), 25u);
   EXPECT_EQ(keys.front(), "listen");
-  EXPECT_EQ(keys.back(), "protocol.max_reply_depth");
+  EXPECT_EQ(keys.back(), "policy_limits.lease_max_keys");
   for (std::size_t i = 0; i < keys.size(); ++i) {
     for (std::size_t j = i + 1; j < keys.size(); ++j) EXPECT_NE(keys[i], keys[j]);
   }
+}
+
+// --- key rules --------------------------------------------------------------------------
+
+TEST(ConfigRules, NoRulesByDefault) {
+  EXPECT_TRUE(Config{}.rules.empty());
+  EXPECT_TRUE(load_string("rules:\n").rules.empty());
+  EXPECT_TRUE(load_string("rules:\n#  - match: \"*\"\n#    coalesce: true\n").rules.empty());
+  EXPECT_TRUE(load_string("rules: []\n").rules.empty());
+}
+
+TEST(ConfigRules, FlowStyleAsInTheDocs) {
+  const Config c = load_string(
+      "rules:\n"
+      "  - match: \"user:*\"\n"
+      "    db: 0\n"
+      "    jitter: {percent: 0.1, positive_only: false, expire_commands: false, default_ttl: 1h}\n"
+      "    coalesce: true\n"
+      "    negative_cache: {ttl: 5s}\n"
+      "    lease: {wait: 1s}\n"
+      "policy_limits: {negative_cache_max_entries: 100000, lease_max_keys: 100000}\n");
+  ASSERT_EQ(c.rules.size(), 1u);
+  RuleConfig expected;
+  expected.match = "user:*";
+  expected.db = 0;
+  expected.jitter = make_jitter(0.1, Millis(3'600'000));
+  expected.coalesce = true;
+  expected.negative_cache = NegativeCacheConfig{Millis(5000)};
+  expected.lease = LeaseConfig{Millis(1000)};
+  EXPECT_EQ(c.rules[0], expected);
+}
+
+TEST(ConfigRules, EmptySectionsTakeTheDefaults) {
+  const Config c =
+      load_string("rules:\n  - match: a*\n    jitter: {}\n    negative_cache: {}\n    lease: {}\n");
+  ASSERT_EQ(c.rules.size(), 1u);
+  EXPECT_EQ(c.rules[0].jitter, JitterConfig{});
+  EXPECT_EQ(c.rules[0].jitter->percent, 0.10);
+  EXPECT_EQ(c.rules[0].negative_cache, NegativeCacheConfig{});
+  EXPECT_EQ(c.rules[0].negative_cache->ttl, Millis(5000));
+  EXPECT_EQ(c.rules[0].lease, LeaseConfig{});
+  EXPECT_EQ(c.rules[0].lease->wait, Millis(1000));
+  EXPECT_FALSE(c.rules[0].coalesce);
+}
+
+TEST(ConfigRules, KeepTheirOrder) {
+  const Config c = load_string(
+      "rules:\n"
+      "  - match: \"user:admin:*\"\n    coalesce: true\n"
+      "  - match: \"user:*\"\n    lease: {wait: 2s}\n"
+      "  - match: \"*\"\n    negative_cache: {ttl: 1m}\n");
+  ASSERT_EQ(c.rules.size(), 3u);
+  EXPECT_EQ(c.rules[0].match, "user:admin:*");
+  EXPECT_EQ(c.rules[1].match, "user:*");
+  EXPECT_EQ(c.rules[2].match, "*");
+  EXPECT_EQ(c.rules[2].negative_cache->ttl, Millis(60'000));
+}
+
+TEST(ConfigRules, PercentBounds) {
+  EXPECT_EQ(
+      load_string("rules:\n  - match: a\n    jitter: {percent: 1}\n").rules[0].jitter->percent,
+      1.0);
+  EXPECT_EQ(
+      load_string("rules:\n  - match: a\n    jitter: {percent: 0.001}\n").rules[0].jitter->percent,
+      0.001);
+  const std::string range = "must be greater than 0 and at most 1 (0.1 = +-10%), got ";
+  for (std::string_view bad : {"0", "1.5", "10", "-0.1", "nan", "inf"}) {
+    EXPECT_EQ(
+        load_error("rules:\n  - match: a\n    jitter:\n      percent: " + std::string(bad) + "\n"),
+        "respguard.yaml:4: rules[0].jitter.percent: " + range + "'" + std::string(bad) + "'")
+        << bad;
+  }
+  for (std::string_view bad : {"10%", "abc", "0.1.2", " "}) {
+    EXPECT_EQ(load_error("rules:\n  - match: a\n    jitter:\n      percent: \"" + std::string(bad) +
+                         "\"\n"),
+              "respguard.yaml:4: rules[0].jitter.percent: expected a fraction such as 0.1 "
+              "(+-10%), got '" +
+                  std::string(bad) + "'")
+        << bad;
+  }
+}
+
+TEST(ConfigRules, DurationsMustBePositive) {
+  EXPECT_EQ(load_error("rules:\n  - match: a\n    negative_cache: {ttl: 0}\n"),
+            "respguard.yaml:3: rules[0].negative_cache.ttl: must be greater than 0, got '0'");
+  EXPECT_EQ(load_error("rules:\n  - match: a\n    lease:\n      wait: 0ms\n"),
+            "respguard.yaml:4: rules[0].lease.wait: must be greater than 0, got '0ms'");
+  EXPECT_EQ(load_error("rules:\n  - match: a\n    jitter: {default_ttl: 0s}\n"),
+            "respguard.yaml:3: rules[0].jitter.default_ttl: must be greater than 0, got '0s'");
+  EXPECT_EQ(load_error("rules:\n  - match: a\n    lease: {wait: soon}\n"),
+            "respguard.yaml:3: rules[0].lease.wait: expected a duration such as 500ms, 5s or 1m, "
+            "got 'soon'");
+  EXPECT_EQ(load_error("rules:\n  - match: a\n    negative_cache: {ttl: 5000}\n"),
+            "respguard.yaml:3: rules[0].negative_cache.ttl: expected a duration with a unit such "
+            "as 5000ms or 5000s (a plain number is ambiguous), got '5000'");
+}
+
+TEST(ConfigRules, Db) {
+  EXPECT_EQ(load_string("rules:\n  - match: a\n    db: 15\n    coalesce: true\n").rules[0].db, 15);
+  for (std::string_view bad : {"-1", "x", "1.5", "99999999999"}) {
+    EXPECT_EQ(
+        load_error("rules:\n  - match: a\n    db: " + std::string(bad) + "\n    coalesce: true\n"),
+        "respguard.yaml:3: rules[0].db: expected a database index (0, 1, 2, ...), got '" +
+            std::string(bad) + "'")
+        << bad;
+  }
+}
+
+TEST(ConfigRules, MatchIsRequiredAndNotEmpty) {
+  EXPECT_EQ(load_error("rules:\n  - coalesce: true\n"),
+            "respguard.yaml:2: rules[0]: missing match: the keys the rule applies to, such as "
+            "\"user:*\" (\"*\" for every key)");
+  EXPECT_EQ(load_error("rules:\n  - match: \"\"\n    coalesce: true\n"),
+            "respguard.yaml:2: rules[0].match: must not be empty; \"*\" matches every key");
+  EXPECT_EQ(load_error("rules:\n  - match:\n    coalesce: true\n"),
+            "respguard.yaml:2: rules[0].match: no value; expected a key pattern such as "
+            "\"user:*\"");
+}
+
+TEST(ConfigRules, ARuleWithoutPolicyIsAnError) {
+  const std::string reason =
+      "sets no policy (jitter, coalesce, negative_cache or lease), so it would change nothing";
+  EXPECT_EQ(load_error("rules:\n  - match: \"user:*\"\n"), "respguard.yaml:2: rules[0]: " + reason);
+  EXPECT_EQ(load_error("rules:\n  - match: a\n    coalesce: true\n  - match: b\n    db: 1\n"
+                       "    coalesce: false\n"),
+            "respguard.yaml:4: rules[1]: " + reason);
+}
+
+TEST(ConfigRules, UnknownKeysNameTheirPathAndSuggest) {
+  const std::string yaml =
+      "workers: 1\n"
+      "rules:\n"
+      "  - match: a\n"
+      "    coalesce: true\n"
+      "  - match: b\n"
+      "    coalesce: true\n"
+      "  - match: c\n"
+      "    jitter:\n"
+      "      percnt: 0.2\n";
+  EXPECT_EQ(load_error(yaml),
+            "respguard.yaml:9: rules[2].jitter.percnt: unknown key (did you mean "
+            "'rules[2].jitter.percent'?)");
+  EXPECT_EQ(load_error("rules:\n  - mach: a\n"),
+            "respguard.yaml:2: rules[0].mach: unknown key (did you mean 'rules[0].match'?)");
+  EXPECT_EQ(load_error("rules:\n  - match: a\n    coalesc: true\n"),
+            "respguard.yaml:3: rules[0].coalesc: unknown key (did you mean 'rules[0].coalesce'?)");
+  EXPECT_EQ(load_error("rules:\n  - match: a\n    lease: {wiat: 1s}\n"),
+            "respguard.yaml:3: rules[0].lease.wiat: unknown key (did you mean "
+            "'rules[0].lease.wait'?)");
+  // A key in the wrong place is found by its name.
+  EXPECT_EQ(load_error("rules:\n  - match: a\n    ttl: 5s\n"),
+            "respguard.yaml:3: rules[0].ttl: unknown key (did you mean "
+            "'rules[0].negative_cache.ttl'?)");
+  EXPECT_EQ(load_error("rules:\n  - match: a\n    negative_cache: {wait: 5s}\n"),
+            "respguard.yaml:3: rules[0].negative_cache.wait: unknown key (did you mean "
+            "'rules[0].lease.wait'?)");
+  EXPECT_EQ(load_error("rules:\n  - match: a\n    bloom: {}\n"),
+            "respguard.yaml:3: rules[0].bloom: unknown key");
+  EXPECT_EQ(load_error("rule:\n  - match: a\n"),
+            "respguard.yaml:1: rule: unknown key (did you mean 'rules'?)");
+}
+
+TEST(ConfigRules, ShapeErrors) {
+  EXPECT_EQ(load_error("rules: \"user:*\"\n"),
+            "respguard.yaml:1: rules: expected a list of rules, each starting with \"- match: "
+            "...\", got 'user:*'");
+  EXPECT_EQ(load_error("rules:\n  match: a\n"),
+            "respguard.yaml:1: rules: expected a list of rules, each starting with \"- match: "
+            "...\", got a mapping");
+  EXPECT_EQ(load_error("rules:\n  - \"user:*\"\n"),
+            "respguard.yaml:2: rules[0]: expected a rule (match: and its policies, as indented "
+            "key: value lines), got 'user:*'");
+  EXPECT_EQ(load_error("rules:\n  - match: a\n    jitter:\n"),
+            "respguard.yaml:3: rules[0].jitter: no value; write its options indented below it, "
+            "or {} for the defaults");
+  EXPECT_EQ(load_error("rules:\n  - match: a\n    jitter: true\n"),
+            "respguard.yaml:3: rules[0].jitter: expected a section of indented key: value lines "
+            "(or {} for the defaults), got 'true'");
+  EXPECT_EQ(load_error("rules:\n  - match: a\n    coalesce: yes\n"),
+            "respguard.yaml:3: rules[0].coalesce: expected true or false, got 'yes'");
+  EXPECT_EQ(load_error("rules:\n  - match: [a, b]\n    coalesce: true\n"),
+            "respguard.yaml:2: rules[0].match: expected a key pattern such as \"user:*\", got a "
+            "list");
+  EXPECT_EQ(load_error("rules:\n  - match: a\n    coalesce: true\n    match: b\n"),
+            "respguard.yaml:4: rules[0].match: duplicate key (first set on line 2)");
+  EXPECT_EQ(load_error("rules:\n  - match: a\n    jitter.percent: 0.1\n"),
+            "respguard.yaml:3: rules[0].jitter.percent: keys are nested, not dotted: write the "
+            "section and indent the key below it");
+  EXPECT_EQ(load_error("rules:\n  - match: a\n    coalesce: true\nrules: []\n"),
+            "respguard.yaml:4: rules: duplicate key (first set on line 1)");
+}
+
+TEST(ConfigRules, PolicyLimitsAreOrdinaryOptions) {
+  EXPECT_EQ(load_error("policy_limits:\n  negative_cache_max_entries: 0\n"),
+            "respguard.yaml:2: policy_limits.negative_cache_max_entries: must be greater than 0, "
+            "got '0'");
+  EXPECT_EQ(load_error("policy_limits:\n  lease_max_key: 5\n"),
+            "respguard.yaml:2: policy_limits.lease_max_key: unknown key (did you mean "
+            "'policy_limits.lease_max_keys'?)");
+  Config c;
+  set_option(c, "policy_limits.lease_max_keys", "42");
+  EXPECT_EQ(c.policy_limits.lease_max_keys, 42u);
+}
+
+TEST(Validate, ChecksRulesSetInCode) {
+  Config c;
+  c.rules.push_back(make_rule("a"));
+  EXPECT_EQ(validate_error(c), "(no error)");
+  RuleConfig jittered = make_rule("b", false);
+  jittered.jitter = make_jitter(2);
+  c.rules.push_back(jittered);
+  EXPECT_EQ(validate_error(c),
+            "rules[1].jitter.percent: must be greater than 0 and at most 1 (0.1 = +-10%), got '2'");
+  c.rules[1].jitter->percent = 0.5;
+  c.rules[1].jitter->default_ttl = Millis(0);
+  EXPECT_EQ(validate_error(c), "rules[1].jitter.default_ttl: must be greater than 0, got '0'");
+  c.rules[1].jitter->default_ttl.reset();
+  EXPECT_EQ(validate_error(c), "(no error)");
+  c.rules[0].match = "";
+  EXPECT_EQ(validate_error(c), "rules[0].match: must not be empty; \"*\" matches every key");
+  c.rules[0].match = "a";
+  c.rules[0].db = -1;
+  EXPECT_EQ(validate_error(c), "rules[0].db: must not be negative, got '-1'");
+  c.rules[0].db = 0;
+  c.rules[0].negative_cache = NegativeCacheConfig{Millis(-5)};
+  EXPECT_EQ(validate_error(c), "rules[0].negative_cache.ttl: must be greater than 0, got '-5ms'");
+  c.rules[0].negative_cache.reset();
+  c.rules[0].lease = LeaseConfig{Millis(0)};
+  EXPECT_EQ(validate_error(c), "rules[0].lease.wait: must be greater than 0, got '0'");
+  c.rules[0] = make_rule("a", false);
+  EXPECT_EQ(validate_error(c),
+            "rules[0]: sets no policy (jitter, coalesce, negative_cache or lease), so it would "
+            "change nothing");
 }
 
 // --- text forms -----------------------------------------------------------------------------

@@ -166,8 +166,8 @@ TEST(Jitter, AbsoluteAndRetainedExpirationsAreLeftAlone) {
 }
 
 TEST(Jitter, TtlsRedisRejectsAreLeftForRedisToReject) {
-  for (std::string_view bad : {"0", "-5", "abc", "01", "+1", "1.5", "", " 1", "1 ", "1e3",
-                               "99999999999999999999"}) {
+  for (std::string_view bad :
+       {"0", "-5", "abc", "01", "+1", "1.5", "", " 1", "1 ", "1e3", "99999999999999999999"}) {
     EXPECT_EQ(rewrite({"SET", "k", "v", "EX", bad}), std::nullopt) << bad;
     EXPECT_EQ(rewrite({"SET", "k", "v", "PX", bad}), std::nullopt) << bad;
     EXPECT_EQ(rewrite({"SETEX", "k", bad, "v"}), std::nullopt) << bad;

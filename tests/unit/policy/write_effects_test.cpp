@@ -76,8 +76,7 @@ TEST(WriteEffects, OrdinaryWritesByKeyPositions) {
   EXPECT_EQ(effects({"GETEX", "k", "PERSIST"}), Effects{key("k")});
   EXPECT_EQ(effects({"GETDEL", "k"}), Effects{key("k")});
   EXPECT_EQ(effects({"LPUSH", "l", "x", "y"}), Effects{key("l")});
-  EXPECT_EQ(effects({"LMOVE", "src", "dst", "LEFT", "RIGHT"}),
-            (Effects{key("src"), key("dst")}));
+  EXPECT_EQ(effects({"LMOVE", "src", "dst", "LEFT", "RIGHT"}), (Effects{key("src"), key("dst")}));
   EXPECT_EQ(effects({"SMOVE", "src", "dst", "m"}), (Effects{key("src"), key("dst")}));
   EXPECT_EQ(effects({"RESTORE", "k", "0", "payload"}), Effects{key("k")});
 }
@@ -163,9 +162,9 @@ TEST(WriteEffects, StoreCommandsReportOnlyTheDestination) {
 
 TEST(WriteEffects, GeoradiusWritesOnlyWithStore) {
   EXPECT_EQ(effects({"GEORADIUS", "g", "15", "37", "200", "km", "WITHDIST"}), Effects{});
-  EXPECT_EQ(effects({"GEORADIUS", "g", "15", "37", "200", "km", "COUNT", "5", "ASC", "STORE",
-                     "dst"}),
-            Effects{key("dst")});
+  EXPECT_EQ(
+      effects({"GEORADIUS", "g", "15", "37", "200", "km", "COUNT", "5", "ASC", "STORE", "dst"}),
+      Effects{key("dst")});
   EXPECT_EQ(effects({"GEORADIUSBYMEMBER", "g", "m", "200", "km", "STOREDIST", "dst"}),
             Effects{key("dst")});
   EXPECT_EQ(effects({"GEORADIUS", "g", "15", "37", "200", "km", "FOO"}), Effects{whole_db()});
@@ -236,8 +235,8 @@ TEST(WriteEffects, EveryWriteInTheTableReportsSomething) {
     std::vector<std::string_view> args = {info.name, "k1", "k2", "k3", "k4", "k5", "k6"};
     std::vector<WriteEffect> out;
     collect_write_effects(info, args, 0, out);
-    const bool may_be_read = info.name == "sort" || info.name == "georadius" ||
-                             info.name == "georadiusbymember";
+    const bool may_be_read =
+        info.name == "sort" || info.name == "georadius" || info.name == "georadiusbymember";
     if (!may_be_read) {
       EXPECT_FALSE(out.empty()) << info.name;
     }
