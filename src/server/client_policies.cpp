@@ -208,10 +208,13 @@ void ClientSession::policy_write(const resp::Command& cmd, const resp::CommandIn
       const int arg = value_arg(info);
       h.dk = dk;
       h.lease_wait = rc.lease->wait;
-      // SET .. GET answers the old value, so its reply cannot say whether NX/XX let it write.
+      // Whether a conditional write wrote shows only in its own reply, which EXEC buries in
+      // an array, and SET .. GET answers the old value instead: those end the lease.
       const bool set_get = info.name == "set" && has_option(cmd.args, "get");
+      const bool set_if =
+          info.name == "set" && (has_option(cmd.args, "nx") || has_option(cmd.args, "xx"));
       const bool conditional =
-          set_get && (has_option(cmd.args, "nx") || has_option(cmd.args, "xx"));
+          (set_get && set_if) || (in_multi_ && (set_if || info.name == "setnx"));
       if (arg > 0 && static_cast<std::size_t>(arg) < cmd.argc() && e.key == cmd.args[1] &&
           !conditional) {
         h.flags |= SlotHooks::kLeaseFulfill;
@@ -380,6 +383,13 @@ void ClientSession::lease_wait_expired(std::uint64_t cookie, std::uint64_t token
   auto self = shared_from_this();
   complete_slot(cookie, scratch_, nullptr);
   worker_.flush_dirty();
+}
+
+void ClientSession::cancel_lease_waits() {
+  for (std::uint64_t seq = head_seq_; seq != tail_seq_; ++seq) {
+    const SlotHooks& h = slots_[seq % slots_.size()].hooks;
+    if (h.flags & SlotHooks::kLeaseWaiting) policies_.leases.cancel(h.dk, h.token);
+  }
 }
 
 void ClientSession::release_leases() {

@@ -29,8 +29,10 @@ std::string endpoint_text(const tcp::endpoint& ep) {
   return ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 
+// As Redis's string2ll: no leading zeros, no '+', no spaces.
 bool parse_int(std::string_view s, long long& out) {
   if (s.empty()) return false;
+  if (s.size() > 1 && (s[0] == '0' || (s[0] == '-' && s[1] == '0'))) return false;
   auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
   return ec == std::errc() && end == s.data() + s.size();
 }
@@ -51,6 +53,10 @@ std::string lower(std::string_view s) {
   return out;
 }
 
+CommandId id_of(const resp::CommandInfo* info) {
+  return info ? info->id : CommandId::Other;
+}
+
 }  // namespace
 
 ClientSession::ClientSession(Worker& worker, tcp::socket socket, std::uint64_t id)
@@ -62,6 +68,7 @@ ClientSession::ClientSession(Worker& worker, tcp::socket socket, std::uint64_t i
       state_metrics_(worker.metrics()),
       policies_(worker.shared().policies),
       policies_on_(!worker.shared().policies.rules.empty()),
+      authenticated_(worker.config().upstream.password.empty()),
       parser_(worker.config().protocol),
       slots_(kInitialSlots) {
   boost::system::error_code ec;
@@ -161,6 +168,13 @@ ClientSession::Dispatch ClientSession::dispatch(const resp::Command& cmd) {
   const CommandId id = info ? info->id : CommandId::Other;
   current_command_ = observability::command_label(info);
 
+  // The upstream's password guards the proxy too: an application that had to AUTH with Redis
+  // must AUTH here, and nothing else gets through first (Redis's no-auth commands excepted).
+  if (!authenticated_ && !(info != nullptr && (info->flags & resp::kNoAuth))) {
+    reply_error(errors::kNoAuth);
+    return Dispatch::Done;
+  }
+
   if (push_mode_) {
     // The dedicated connection speaks for the client now: (P|S)SUBSCRIBE replies, PING in
     // subscribed context, QUIT and RESET all come from Redis, in order with the messages.
@@ -199,6 +213,12 @@ ClientSession::Dispatch ClientSession::dispatch(const resp::Command& cmd) {
       default:
         if (policies_on_ && info != nullptr && !(info->flags & resp::kReadonly)) {
           policy_write(cmd, *info);
+        }
+        // HELLO, CLIENT ..., SUBSCRIBE, MONITOR queued in a transaction change the connection
+        // when EXEC runs: it must not go back to the pool for another client afterwards.
+        if (id != CommandId::Other && id != CommandId::Blocking && id != CommandId::XRead &&
+            id != CommandId::XReadGroup) {
+          dedicated_dirty_ = true;
         }
         return forward(cmd, info, true);
     }
@@ -390,7 +410,12 @@ ClientSession::Dispatch ClientSession::forward(const resp::Command& cmd,
                                      config_.upstream.blocking_timeout_margin;
     }
   }
-  target->select_db(db_, now_ + config_.upstream.request_timeout);
+  // Inside MULTI the connection is where MULTI found it: a SELECT of ours would be queued
+  // into the transaction (and add an element to EXEC's reply).
+  const CommandId id = id_of(info);
+  if (!in_multi_ && id != CommandId::Exec && id != CommandId::Discard) {
+    target->select_db(db_, now_ + config_.upstream.request_timeout);
+  }
   const std::uint64_t seq = push_slot(kind);
   if (!rewrite_.empty()) {
     target->write_buffer().append(rewrite_);
@@ -457,6 +482,7 @@ void ClientSession::cmd_auth(const resp::Command& cmd) {
   if (!credentials_ok(cmd.argc() == 3 ? user : default_user, cmd.args.back())) {
     return reply_error(errors::kWrongPass);
   }
+  authenticated_ = true;
   reply_local("+OK\r\n");
 }
 
@@ -472,11 +498,13 @@ void ClientSession::cmd_hello(const resp::Command& cmd) {
   }
   std::string_view new_name;
   bool set_name = false;
+  bool authenticates = false;
   for (std::size_t i = 2; i < cmd.argc(); ++i) {
     if (iequals(cmd.args[i], "auth") && i + 2 < cmd.argc()) {
       if (!credentials_ok(cmd.args[i + 1], cmd.args[i + 2])) {
         return reply_error(errors::kWrongPass);
       }
+      authenticates = true;
       i += 2;
     } else if (iequals(cmd.args[i], "setname") && i + 1 < cmd.argc()) {
       new_name = cmd.args[++i];
@@ -486,6 +514,8 @@ void ClientSession::cmd_hello(const resp::Command& cmd) {
       return reply_error("ERR Syntax error in HELLO option '" + std::string(cmd.args[i]) + "'");
     }
   }
+  if (!authenticated_ && !authenticates) return reply_error(errors::kHelloNoAuth);
+  authenticated_ = true;
   proto_ = proto;
   if (set_name) name_ = std::string(new_name);
   worker_.shared().registry.update(*info_, [&](ClientInfo& i) {
@@ -584,8 +614,19 @@ ClientSession::Dispatch ClientSession::cmd_client(const resp::Command& cmd) {
     dedicated_->set_push_sink(this);
     forward_push_mode(cmd);
     record_command(current_command_, false, std::chrono::nanoseconds{0});
+  } else if (iequals(sub, "kill") || iequals(sub, "unblock")) {
+    reply_error(errors::kClientIdsAreLocal);
+  } else if (iequals(sub, "no-evict") || iequals(sub, "no-touch")) {
+    // Per-connection modes of Redis: on a shared connection they would apply to every client.
+    if (cmd.argc() != 3 || !(iequals(cmd.args[2], "on") || iequals(cmd.args[2], "off"))) {
+      reply_error(errors::kSyntax);
+    } else {
+      reply_local("+OK\r\n");  // accepted, no effect behind a proxy (docs/architecture.md)
+    }
+  } else if (iequals(sub, "maint_notifications")) {
+    reply_error(errors::kPerConnectionOption);
   } else {
-    // KILL, PAUSE, UNPAUSE, NO-EVICT, NO-TOUCH, CACHING, GETREDIR, ...: Redis answers.
+    // PAUSE, UNPAUSE, CACHING, GETREDIR, TRACKINGINFO, ...: Redis answers.
     return forward(cmd, resp::lookup_command(cmd.args[0]), false);
   }
   return Dispatch::Done;
@@ -606,6 +647,7 @@ void ClientSession::cmd_reset() {
   db_ = 0;
   proto_ = 2;
   name_.clear();
+  authenticated_ = config_.upstream.password.empty();  // back to the default user
   reply_off_ = skip_next_reply_ = false;
   worker_.shared().registry.update(*info_, [&](ClientInfo& i) {
     i.db = 0;
@@ -874,6 +916,7 @@ void ClientSession::close(CloseReason reason) {
   // A dedicated connection with a request in flight (a BLPOP) must not outlive its client,
   // or Redis would hand it the next element.
   if (dedicated_) drop_dedicated(inflight_ == 0 && !in_multi_ && !watching_ && !push_mode_);
+  if (policies_on_) cancel_lease_waits();
   if (!held_leases_.empty()) release_leases();
 }
 

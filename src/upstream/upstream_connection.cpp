@@ -242,7 +242,11 @@ void UpstreamConnection::on_read(std::size_t n) {
                   observability::UpstreamError::Protocol);
     }
     std::string_view reply = data.substr(0, r.consumed);
-    if (pending_.empty() || (info.is_push() && push_sink_ != nullptr)) {
+    if (info.is_push() && push_sink_ == nullptr) {
+      // An out-of-band RESP3 push on a connection no client owns (a shared one) is never the
+      // reply to a request: matching it would hand one client's reply to another.
+      spdlog::debug("upstream {}: dropped an unexpected push message", options_.name);
+    } else if (pending_.empty() || (info.is_push() && push_sink_ != nullptr)) {
       if (push_sink_ == nullptr) {
         return fail("unexpected reply from upstream (no request pending)", true,
                     observability::UpstreamError::Protocol);
@@ -261,7 +265,12 @@ void UpstreamConnection::on_read(std::size_t n) {
       }
       p.sink->on_reply(p.cookie, reply, info);
     }
-    if (gen != generation_) return;  // a sink closed us
+    if (gen != generation_) {
+      // A sink closed us (e.g. released a dedicated connection from its reply): the replies
+      // dispatched so far must still be flushed to their clients.
+      if (on_batch_end_) on_batch_end_();
+      return;
+    }
     rbuf_.consume(r.consumed);
   }
   if (rbuf_.empty()) rbuf_.shrink_if_idle(kReadKeep);

@@ -10,10 +10,12 @@
 // reading but executes nothing until the pause ends, so a GET the proxy forwards stays in
 // flight for a known time and concurrent GETs must join it.
 #include <poll.h>
+#include <sys/socket.h>
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <ctime>
@@ -1272,22 +1274,36 @@ INSTANTIATE_TEST_SUITE_P(
                       ValueWrite{"setnx", {"SETNX", "solo:setnx", "v"}, ":1"}),
     [](const ::testing::TestParamInfo<ValueWrite>& info) { return info.param.name; });
 
-// SET .. GET answers the old value, not whether it wrote (with NX or XX it may not have): it
-// ends the lease like any other write, and the next waiter loads. The waiter is answered at
-// once, never with the old value.
-TEST_F(PoliciesTest, ASetWithGetEndsTheLease) {
+// SET .. GET answers the old value. Without NX/XX the SET always writes, so its value is
+// handed out; with NX or XX the reply cannot say whether it wrote, so the lease just ends and
+// the next waiter loads. Either way the waiter is answered at once, never with the old value.
+TEST_F(PoliciesTest, ASetWithGetServesTheWaitersUnlessConditional) {
   start(kLeaseRules);
-  Client holder(port()), waiter(port());
-  ASSERT_EQ(holder.run({"GET", "solo:k"}), "(nil)");
-  waiter.append({"GET", "solo:k"});
-  ASSERT_TRUE(waiter.flush());
-  const auto sent = SteadyClock::now();
-  ASSERT_EQ(metric_becomes(*proxy_, kLeaseWaits, 1), 1);
-  ASSERT_EQ(holder.run({"SET", "solo:k", "v", "GET"}), "(nil)");
-  ASSERT_TRUE(readable(waiter, 3500ms));
-  const std::string got = text(waiter.get_reply());
-  EXPECT_TRUE(got == "(nil)" || got == "$v") << got;
-  EXPECT_LT(ms_since(sent), 1000) << "answered by the write, not by lease.wait (3 s)";
+  Client direct(redis_port());
+  for (const bool conditional : {false, true}) {
+    SCOPED_TRACE(conditional ? "SET k v NX GET" : "SET k v GET");
+    const std::string key = conditional ? "solo:nx" : "solo:plain";
+    Client holder(port()), waiter(port());
+    ASSERT_EQ(holder.run({"GET", key}), "(nil)");
+    const double waits = sample(scrape(*proxy_), kLeaseWaits);
+    waiter.append({"GET", key});
+    ASSERT_TRUE(waiter.flush());
+    const auto sent = SteadyClock::now();
+    ASSERT_EQ(metric_becomes(*proxy_, kLeaseWaits, waits + 1), waits + 1);
+    std::vector<std::string> set = {"SET", key, "v"};
+    if (conditional) set.push_back("NX");
+    set.push_back("GET");
+    ASSERT_EQ(holder.run(set), "(nil)");
+    ASSERT_TRUE(readable(waiter, 3500ms));
+    const std::string got = text(waiter.get_reply());
+    if (conditional) {
+      EXPECT_TRUE(got == "(nil)" || got == "$v") << got;
+    } else {
+      EXPECT_EQ(got, "$v");
+    }
+    EXPECT_LT(ms_since(sent), 1000) << "answered by the write, not by lease.wait (3 s)";
+    EXPECT_EQ(direct.run({"GET", key}), "$v");
+  }
 }
 
 TEST_F(PoliciesTest, AnotherWriteEndsTheLeaseAndTheNextWaiterLoads) {
@@ -1312,24 +1328,66 @@ TEST_F(PoliciesTest, AnotherWriteEndsTheLeaseAndTheNextWaiterLoads) {
   EXPECT_LT(ms_since(t0), 1000);
 }
 
+// Half-closes a client's connection and waits until the proxy closed its side: then the
+// proxy has handled the disconnect (a session answers EOF by closing its socket at once).
+::testing::AssertionResult disconnect_and_see_closed(Client& client) {
+  const int fd = client.context()->fd;
+  if (::shutdown(fd, SHUT_WR) != 0) return ::testing::AssertionFailure() << "shutdown failed";
+  const auto deadline = SteadyClock::now() + 5s;
+  while (SteadyClock::now() < deadline) {
+    pollfd pfd{fd, POLLIN, 0};
+    if (::poll(&pfd, 1, 100) <= 0) continue;
+    char buf[256];
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
+      return ::testing::AssertionSuccess();
+    }
+    if (n > 0) return ::testing::AssertionFailure() << "got a reply: " << std::string(buf, n);
+  }
+  return ::testing::AssertionFailure() << "the proxy did not close the connection within 5 s";
+}
+
 // A waiter that leaves does not disturb the others, nor the proxy.
 TEST_F(PoliciesTest, AWaiterThatLeavesIsSimplyForgotten) {
   start(kLeaseRules);
-  Client holder(port()), stays(port());
-  auto leaves = std::make_unique<Client>(port());
+  Client holder(port()), leaves(port()), stays(port());
   ASSERT_EQ(holder.run({"GET", "solo:k"}), "(nil)");
-  leaves->append({"GET", "solo:k"});
-  ASSERT_TRUE(leaves->flush());
+  leaves.append({"GET", "solo:k"});
+  ASSERT_TRUE(leaves.flush());
   ASSERT_EQ(metric_becomes(*proxy_, kLeaseWaits, 1), 1);
   stays.append({"GET", "solo:k"});
   ASSERT_TRUE(stays.flush());
   ASSERT_EQ(metric_becomes(*proxy_, kLeaseWaits, 2), 2);
-  leaves.reset();
-  wait_for_close(2);
+  ASSERT_TRUE(disconnect_and_see_closed(leaves));
   ASSERT_EQ(holder.run({"SET", "solo:k", "v"}), "+OK");
   ASSERT_TRUE(readable(stays, 1000ms));
   EXPECT_EQ(text(stays.get_reply()), "$v");
   EXPECT_EQ(holder.run({"PING"}), "+PONG");
+}
+
+// The lease passes to the next waiter that is still there: one that left cannot load the key.
+TEST_F(PoliciesTest, ALeaseNeverPassesToAWaiterThatLeft) {
+  start(kLeaseRules);
+  auto holder = std::make_unique<Client>(port());
+  Client left(port()), next(port());
+  ASSERT_EQ(holder->run({"GET", "solo:k"}), "(nil)");
+  left.append({"GET", "solo:k"});
+  ASSERT_TRUE(left.flush());
+  ASSERT_EQ(metric_becomes(*proxy_, kLeaseWaits, 1), 1);  // `left` is first in line
+  next.append({"GET", "solo:k"});
+  ASSERT_TRUE(next.flush());
+  const auto sent = SteadyClock::now();
+  ASSERT_EQ(metric_becomes(*proxy_, kLeaseWaits, 2), 2);
+  ASSERT_TRUE(disconnect_and_see_closed(left));
+  holder.reset();  // the holder leaves too, without SET
+  ASSERT_TRUE(readable(next, 3500ms));
+  EXPECT_EQ(text(next.get_reply()), "(nil)");
+  EXPECT_LT(ms_since(sent), 1000) << "`next` sat out lease.wait (3 s): the lease went to the "
+                                     "client that had left";
+  // `next` holds the lease now: its SET serves the next reader at once.
+  ASSERT_EQ(next.run({"SET", "solo:k", "v"}), "+OK");
+  Client reader(port());
+  EXPECT_EQ(reader.run({"GET", "solo:k"}), "$v");
 }
 
 // A waiting GET holds up what its client pipelined after it; all replies come in order.

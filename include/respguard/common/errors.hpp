@@ -19,9 +19,15 @@ inline constexpr std::string_view kNoPasswordConfigured =
 inline constexpr std::string_view kWrongPass =
     "WRONGPASS invalid username-password pair or user is disabled.";
 inline constexpr std::string_view kNoProto = "NOPROTO unsupported protocol version";
+inline constexpr std::string_view kNoAuth = "NOAUTH Authentication required.";
+// Redis's refusal in subscribed context (RESP2); it comes from Redis itself, through the proxy.
 inline constexpr std::string_view kSubscribeContext =
     "ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are "
     "allowed in this context";
+inline constexpr std::string_view kHelloNoAuth =
+    "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO "
+    "<proto> AUTH <user> <pass> option can be used to authenticate the client and select the "
+    "RESP protocol version at the same time";
 
 // respguard's own conditions. Each says what happened and, where useful, what to do.
 inline constexpr std::string_view kUpstreamTimeout = "ERR respguard: upstream request timed out";
@@ -33,6 +39,12 @@ inline constexpr std::string_view kTooManyPinned =
     "ERR respguard: too many dedicated upstream connections (server.max_pinned_connections)";
 inline constexpr std::string_view kUnsupportedCommand =
     "ERR respguard: command not supported through a proxy";
+inline constexpr std::string_view kClientIdsAreLocal =
+    "ERR respguard: CLIENT KILL and CLIENT UNBLOCK are not supported through the proxy (client "
+    "ids and addresses here are respguard's, not Redis's); use them on Redis directly";
+inline constexpr std::string_view kPerConnectionOption =
+    "ERR respguard: this CLIENT option applies to a whole Redis connection, which clients share "
+    "behind the proxy";
 inline constexpr std::string_view kShuttingDown = "ERR respguard: shutting down";
 inline constexpr std::string_view kOutputBufferLimit =
     "ERR respguard: client output buffer limit reached";

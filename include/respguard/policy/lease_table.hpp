@@ -137,6 +137,15 @@ class LeaseTable {
     return Expired::NotWaiting;
   }
 
+  // A waiter left (its client disconnected): forget it, so the lease never passes to it.
+  void cancel(std::string_view dk, std::uint64_t token) {
+    Stripe& s = stripe(dk);
+    std::lock_guard lock(s.mu);
+    auto it = s.leases.find(dk);
+    if (it == s.leases.end()) return;
+    std::erase_if(it->second.waiters, [token](const Waiter& w) { return w.token == token; });
+  }
+
   std::uint64_t granted() const { return granted_.load(std::memory_order_relaxed); }
   std::size_t size() const {
     std::size_t n = 0;

@@ -123,6 +123,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   void grant_lease(const std::string& dk, config::Millis wait);
   void start_lease_wait(std::uint64_t cookie, config::Millis wait);
   void release_leases();
+  void cancel_lease_waits();  // on close: this client's waits must not be handed a lease
   void abandon_multi_hooks();
   void end_writes(SlotHooks& hooks);  // a write was answered (or will never run)  // a
                                       // transaction's writes will not run: end their bookkeeping
@@ -195,6 +196,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   int db_ = 0;
   int proto_ = 2;
   std::string name_;
+  bool authenticated_;  // false until AUTH when the upstream has a password (as Redis)
   bool reply_off_ = false;
   bool skip_next_reply_ = false;
   bool in_multi_ = false;
