@@ -296,16 +296,8 @@ ClientSession::Dispatch ClientSession::dispatch(const resp::Command& cmd) {
     case CommandId::Subscribe:
     case CommandId::PSubscribe:
     case CommandId::SSubscribe:
-    case CommandId::Monitor: {
-      // Every reply owed must be matched before replies start to pass through unmatched.
-      if (inflight_ > 0) return Dispatch::Stall;
-      if (acquire_dedicated() == nullptr) return Dispatch::Done;
-      push_mode_ = true;
-      dedicated_->set_push_sink(this);
-      forward_push_mode(cmd);
-      record_command(current_command_, false, std::chrono::nanoseconds{0});
-      return Dispatch::Done;
-    }
+    case CommandId::Monitor:
+      return enter_push_mode(cmd);
     case CommandId::Blocking:
     case CommandId::XRead:
     case CommandId::XReadGroup: {
@@ -432,6 +424,17 @@ ClientSession::Dispatch ClientSession::forward(const resp::Command& cmd,
   target->commit_request(this, seq, deadline, blocking);
   if (inflight_++ == 0) keepalive_ = shared_from_this();
   last_target_ = target;
+  return Dispatch::Done;
+}
+
+ClientSession::Dispatch ClientSession::enter_push_mode(const resp::Command& cmd) {
+  // Every reply owed must be matched before replies start to pass through unmatched.
+  if (inflight_ > 0) return Dispatch::Stall;
+  if (acquire_dedicated() == nullptr) return Dispatch::Done;
+  push_mode_ = true;
+  dedicated_->set_push_sink(this);
+  forward_push_mode(cmd);
+  record_command(current_command_, false, std::chrono::nanoseconds{0});
   return Dispatch::Done;
 }
 
@@ -608,12 +611,7 @@ ClientSession::Dispatch ClientSession::cmd_client(const resp::Command& cmd) {
     }
   } else if (iequals(sub, "tracking")) {
     // Invalidation pushes arrive on the tracking connection: give the client its own.
-    if (inflight_ > 0) return Dispatch::Stall;
-    if (acquire_dedicated() == nullptr) return Dispatch::Done;
-    push_mode_ = true;
-    dedicated_->set_push_sink(this);
-    forward_push_mode(cmd);
-    record_command(current_command_, false, std::chrono::nanoseconds{0});
+    return enter_push_mode(cmd);
   } else if (iequals(sub, "kill") || iequals(sub, "unblock")) {
     reply_error(errors::kClientIdsAreLocal);
   } else if (iequals(sub, "no-evict") || iequals(sub, "no-touch")) {
@@ -739,8 +737,10 @@ void ClientSession::deliver(std::uint64_t cookie, SharedBytes reply, resp::Reply
   if (slot.done) return;
   const auto now = LoopClock::tick();
   if (!reply && (slot.hooks.flags & SlotHooks::kLeaseWaiting)) {
-    // The lease passed to us (its holder left or the key changed): we load the key.
+    // The lease passed to us (its holder left or the key changed): we load the key, unless we
+    // are gone too, in which case it passes on at once.
     grant_lease(slot.hooks.dk, slot.hooks.lease_wait);
+    if (closed_) release_leases();
     if (metrics_) {
       metrics_->inc(Metric::LeaseWaitOutcomes,
                     static_cast<std::size_t>(observability::LeaseOutcome::Promoted));
@@ -907,7 +907,8 @@ void ClientSession::check_idle(SteadyClock::time_point now, std::chrono::millise
 void ClientSession::close(CloseReason reason) {
   if (closed_) return;
   if (close_reason_ == CloseReason::Client) close_reason_ = reason;
-  auto self = shared_from_this();  // dropping the dedicated connection may answer our slots
+  auto self = shared_from_this();          // dropping the dedicated connection may answer our slots
+  if (policies_on_) cancel_lease_waits();  // before anything else can hand us a lease
   closed_ = true;
   closing_ = true;
   boost::system::error_code ignored;
@@ -916,7 +917,6 @@ void ClientSession::close(CloseReason reason) {
   // A dedicated connection with a request in flight (a BLPOP) must not outlive its client,
   // or Redis would hand it the next element.
   if (dedicated_) drop_dedicated(inflight_ == 0 && !in_multi_ && !watching_ && !push_mode_);
-  if (policies_on_) cancel_lease_waits();
   if (!held_leases_.empty()) release_leases();
 }
 

@@ -131,6 +131,17 @@ std::string lease_outcome(const std::string& outcome) {
   return "respguard_lease_wait_outcomes_total{outcome=\"" + outcome + "\"}";
 }
 
+// The lease series of a scrape, for failure messages.
+std::string lease_metrics(const ProxyServer& proxy) {
+  std::string out;
+  for (const auto& [series, v] : scrape(proxy)) {
+    if (series.find("lease") != std::string::npos) {
+      out += series + "=" + std::to_string(static_cast<long long>(v)) + " ";
+    }
+  }
+  return out;
+}
+
 // ---- helpers ----
 
 // A command as the RESP array a client library sends.
@@ -1383,7 +1394,8 @@ TEST_F(PoliciesTest, ALeaseNeverPassesToAWaiterThatLeft) {
   ASSERT_TRUE(readable(next, 3500ms));
   EXPECT_EQ(text(next.get_reply()), "(nil)");
   EXPECT_LT(ms_since(sent), 1000) << "`next` sat out lease.wait (3 s): the lease went to the "
-                                     "client that had left";
+                                     "client that had left; "
+                                  << lease_metrics(*proxy_);
   // `next` holds the lease now: its SET serves the next reader at once.
   ASSERT_EQ(next.run({"SET", "solo:k", "v"}), "+OK");
   Client reader(port());

@@ -107,6 +107,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   Dispatch dispatch(const resp::Command& cmd);
   Dispatch forward(const resp::Command& cmd, const resp::CommandInfo* info, bool need_dedicated,
                    SlotKind kind = SlotKind::Normal);
+  // SUBSCRIBE, MONITOR, CLIENT TRACKING: a dedicated connection whose replies pass through.
+  Dispatch enter_push_mode(const resp::Command& cmd);
   void forward_push_mode(const resp::Command& cmd);
   // forward(..., need_dedicated=false) would stall (its target differs from the in-flight one).
   bool would_stall();
