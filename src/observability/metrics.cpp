@@ -161,7 +161,9 @@ std::vector<MetricDef> make_defs() {
        "Miss leases granted: a client that missed was told to load the key."},
       {M::LeaseWaits, "respguard_lease_waits_total", T::Counter,
        "GETs that waited for a lease holder's SET instead of missing."},
-      {M::LeaseWaitOutcomes, "respguard_lease_wait_outcomes_total", T::Counter,
+      {M::LeaseWaitOutcomes,
+       "respguard_lease_wait_outcomes_total",
+       T::Counter,
        "How lease waits ended: the holder's value, timeout (nil), or promoted to holder (nil).",
        {{"outcome", lease_outcome_values}}},
   };
@@ -236,19 +238,25 @@ Shard::Shard() {
   for (const MetricDef& def : metric_defs()) {
     offsets_.push_back(total);
     total += series_count(def) * cells_per_series(def);
+    // Bounds in integer nanoseconds: observe() then compares integers, no double conversion.
+    std::vector<std::int64_t> bounds;
+    for (double b : def.buckets) bounds.push_back(static_cast<std::int64_t>(b * 1e9));
+    bucket_ns_.push_back(std::move(bounds));
   }
   cells_.reset(new std::atomic<std::uint64_t>[total]);
   for (std::size_t i = 0; i < total; ++i) cells_[i].store(0, std::memory_order_relaxed);
 }
 
 void Shard::observe(Metric m, std::chrono::nanoseconds d, std::size_t series) {
-  const MetricDef& def = metric_defs()[static_cast<std::size_t>(m)];
-  const std::size_t base = offsets_[static_cast<std::size_t>(m)] + series * cells_per_series(def);
-  const double seconds = std::chrono::duration<double>(d).count();
-  const auto& b = def.buckets;
-  const std::size_t bucket = std::lower_bound(b.begin(), b.end(), seconds) - b.begin();
+  const auto id = static_cast<std::size_t>(m);
+  const std::vector<std::int64_t>& b = bucket_ns_[id];
+  const std::size_t base = offsets_[id] + series * (b.size() + 2);
+  const std::int64_t ns = std::max<std::int64_t>(0, d.count());
+  // Most requests land in the first few buckets: a forward scan beats a binary search.
+  std::size_t bucket = 0;
+  while (bucket < b.size() && ns > b[bucket]) ++bucket;
   add(base + bucket, 1);
-  add(base + b.size() + 1, static_cast<std::uint64_t>(std::max<std::int64_t>(0, d.count())));
+  add(base + b.size() + 1, static_cast<std::uint64_t>(ns));
 }
 
 Registry::Registry(std::size_t shards) : samplers_(static_cast<std::size_t>(Metric::kCount)) {

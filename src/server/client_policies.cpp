@@ -69,7 +69,7 @@ bool ClientSession::policy_read(const resp::Command& cmd, const policy::Rule& ru
   const config::RuleConfig& rc = rule.config;
   const std::string_view key = cmd.args[1];
   const auto now = LoopClock::now();
-  const std::string dk(policy::db_key(db_, key, dk_buf_));
+  const std::string_view dk = policy::db_key(db_, key, dk_buf_);  // dk_buf_ is not reused below
   const bool lease = !exists && rc.lease.has_value();
   const config::Millis wait = lease ? rc.lease->wait : config::Millis{0};
   out = Dispatch::Done;
@@ -346,7 +346,7 @@ void ClientSession::wake(std::vector<SlotRef>& refs, const SharedBytes& reply,
   refs.clear();
 }
 
-void ClientSession::grant_lease(const std::string& dk, config::Millis wait) {
+void ClientSession::grant_lease(std::string_view dk, config::Millis wait) {
   if (held_leases_.size() >= kMaxHeldLeases) held_leases_.erase(held_leases_.begin());
   held_leases_.emplace_back(dk, wait);
   if (metrics_) metrics_->inc(Metric::LeasesGranted);

@@ -121,6 +121,7 @@ class Shard {
   }
   std::unique_ptr<std::atomic<std::uint64_t>[]> cells_;
   std::vector<std::size_t> offsets_;
+  std::vector<std::vector<std::int64_t>> bucket_ns_;  // histogram bounds by metric
 };
 
 // Series index for a metric with two labels: first * size(second) + second.

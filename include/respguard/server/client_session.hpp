@@ -122,7 +122,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   std::uint64_t waiting_slot();  // a slot answered later by someone else
   SlotRef slot_ref(std::uint64_t cookie, std::uint64_t token = 0);
   void wake(std::vector<SlotRef>& refs, const SharedBytes& reply, const resp::ReplyInfo& info);
-  void grant_lease(const std::string& dk, config::Millis wait);
+  void grant_lease(std::string_view dk, config::Millis wait);
   void start_lease_wait(std::uint64_t cookie, config::Millis wait);
   void release_leases();
   void cancel_lease_waits();  // on close: this client's waits must not be handed a lease

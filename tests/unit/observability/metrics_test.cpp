@@ -438,3 +438,15 @@ TEST(MetricRegistry, RenderHasHelpTypeAndBuildInfo) {
 
 }  // namespace
 }  // namespace respguard::observability
+
+namespace respguard::observability {
+namespace {
+// ClientSession::record_command inlines the Commands series index as command * 2 + result.
+TEST(MetricsTable, CommandsSeriesIndexIsCommandTimesTwoPlusResult) {
+  for (std::size_t c : {std::size_t{0}, std::size_t{7}, command_label(nullptr)}) {
+    EXPECT_EQ(series_index(Metric::Commands, c, 0), c * 2);
+    EXPECT_EQ(series_index(Metric::Commands, c, 1), c * 2 + 1);
+  }
+}
+}  // namespace
+}  // namespace respguard::observability
