@@ -56,8 +56,7 @@ class FlightTable {
       return Role::Joined;
     }
     e.flight = flight = next_id_.fetch_add(1, std::memory_order_relaxed);
-    s.waiters[flight];  // an empty list: a flight with no joiners yet
-    return Role::Leader;
+    return Role::Leader;  // its waiter list is made by the first joiner, if any
   }
 
   // The leader's reply arrived: appends the flight's waiters to `out` and ends the flight.

@@ -32,6 +32,7 @@ class LeaseTable {
   // Before a GET of K is sent: true = another client holds a live lease; `waiter` was queued
   // and comes back through fulfill() (the value), end() (promoted) or expire().
   bool wait_if_leased(std::string_view dk, time_point now, Waiter&& waiter) {
+    if (count_.load(std::memory_order_acquire) == 0) return false;  // the common case: no lock
     Stripe& s = stripe(dk);
     std::lock_guard lock(s.mu);
     auto it = s.leases.find(dk);
@@ -40,6 +41,7 @@ class LeaseTable {
     if (l.holder == waiter.client) return false;
     if (l.expires <= now && l.waiters.empty()) {
       s.leases.erase(it);
+      count_.fetch_sub(1, std::memory_order_release);
       return false;
     }
     l.waiters.push_back(std::move(waiter));
@@ -48,6 +50,7 @@ class LeaseTable {
 
   // Whether K has a lease now (live or lapsed with waiters): writes of K then matter to it.
   bool leased(std::string_view dk) {
+    if (count_.load(std::memory_order_acquire) == 0) return false;
     Stripe& s = stripe(dk);
     std::lock_guard lock(s.mu);
     return s.leases.find(dk) != s.leases.end();
@@ -75,6 +78,7 @@ class LeaseTable {
     }
     if (s.leases.size() >= max_per_stripe_) return Miss::NoLease;
     s.leases.emplace(std::string(dk), Lease{waiter.client, now + wait, {}});
+    count_.fetch_add(1, std::memory_order_release);
     granted_.fetch_add(1, std::memory_order_relaxed);
     return Miss::Granted;
   }
@@ -88,6 +92,7 @@ class LeaseTable {
     if (it == s.leases.end()) return;
     for (Waiter& w : it->second.waiters) out.push_back(std::move(w));
     s.leases.erase(it);
+    count_.fetch_sub(1, std::memory_order_release);
   }
 
   // The lease ends without a value (DEL, a write whose value the proxy cannot see, the
@@ -103,6 +108,7 @@ class LeaseTable {
     if (only_if_holder != 0 && l.holder != only_if_holder) return;
     if (l.waiters.empty()) {
       s.leases.erase(it);
+      count_.fetch_sub(1, std::memory_order_release);
       return;
     }
     promoted.push_back(std::move(l.waiters.front()));
@@ -171,6 +177,7 @@ class LeaseTable {
   std::size_t max_per_stripe_;
   std::vector<Stripe> stripes_;
   std::atomic<std::uint64_t> granted_{0};
+  std::atomic<std::size_t> count_{0};  // leases in all stripes: lets lookups skip the locks
 };
 
 }  // namespace respguard::policy
