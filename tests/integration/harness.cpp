@@ -317,10 +317,10 @@ bool ProxyServer::start_once(int upstream_port, const ProxyOptions& options) {
     std::ofstream(config_path) << options.config_yaml;
     argv.insert(argv.end(), {"--config", config_path});
   }
-  argv.insert(argv.end(), {"--listen", "127.0.0.1:" + std::to_string(port_), "--upstream",
-                           "127.0.0.1:" + std::to_string(upstream_port), "--workers", "2",
-                           "--admin", "127.0.0.1:" + std::to_string(admin_port_), "--log-level",
-                           "warn"});
+  argv.insert(argv.end(),
+              {"--listen", "127.0.0.1:" + std::to_string(port_), "--upstream",
+               "127.0.0.1:" + std::to_string(upstream_port), "--workers", "2", "--admin",
+               "127.0.0.1:" + std::to_string(admin_port_), "--log-level", "warn"});
   argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
   process_.start(argv, log_path_);
   // 10 s rather than 5: sanitizer builds start slowly.
@@ -688,6 +688,18 @@ void SharedProxyTest::TearDown() {
 std::string SharedProxyTest::key(std::string_view suffix) {
   return std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + ":" +
          std::string(suffix);
+}
+
+Samples parse_samples(const std::string& text) {
+  Samples out;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    const std::size_t sp = line.rfind(' ');
+    if (sp == std::string::npos) continue;
+    out[line.substr(0, sp)] = std::strtod(line.c_str() + sp + 1, nullptr);
+  }
+  return out;
 }
 
 }  // namespace rgtest

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -231,5 +232,9 @@ class SharedProxyTest : public ::testing::Test {
   do {                                                  \
     if (::rgtest::direct_mode()) GTEST_SKIP() << (why); \
   } while (0)
+
+// Prometheus text exposition -> {"name{labels}": value} (comments and blank lines skipped).
+using Samples = std::map<std::string, double>;
+Samples parse_samples(const std::string& text);
 
 }  // namespace rgtest

@@ -16,20 +16,8 @@
 namespace rgtest {
 namespace {
 
-using Samples = std::map<std::string, double>;
 
 // The sample lines of an exposition: "name{labels}" -> value.
-Samples parse_samples(const std::string& text) {
-  Samples out;
-  std::istringstream lines(text);
-  for (std::string line; std::getline(lines, line);) {
-    if (line.empty() || line[0] == '#') continue;
-    const std::size_t sp = line.rfind(' ');
-    if (sp == std::string::npos) continue;
-    out[line.substr(0, sp)] = std::strtod(line.c_str() + sp + 1, nullptr);
-  }
-  return out;
-}
 
 // One series' value, NaN when the series is absent (so any comparison with it fails).
 double value(const Samples& s, const std::string& series) {

@@ -37,7 +37,6 @@ namespace rgtest {
 namespace {
 
 using SteadyClock = std::chrono::steady_clock;
-using Samples = std::map<std::string, double>;
 
 long long ms_since(SteadyClock::time_point start) {
   return std::chrono::duration_cast<Millis>(SteadyClock::now() - start).count();
@@ -65,19 +64,7 @@ rlim_t fd_limit() {
   return rl.rlim_cur;
 }
 
-// ---- metrics (the same reading as observability_test.cpp) ----
-
-Samples parse_samples(const std::string& text) {
-  Samples out;
-  std::istringstream lines(text);
-  for (std::string line; std::getline(lines, line);) {
-    if (line.empty() || line[0] == '#') continue;
-    const std::size_t sp = line.rfind(' ');
-    if (sp == std::string::npos) continue;
-    out[line.substr(0, sp)] = std::strtod(line.c_str() + sp + 1, nullptr);
-  }
-  return out;
-}
+// ---- metrics (parse_samples is the harness's) ----
 
 // NaN when the series is absent, so any comparison with it fails.
 double sample(const Samples& s, const std::string& series) {
