@@ -59,13 +59,14 @@ bool ClientSession::apply_policies(const resp::Command& cmd, const resp::Command
   }
   if (cmd.argc() == 2 && (info.name == "get" || info.name == "exists")) {
     const policy::Rule* rule = policies_.rules.match(db_, cmd.args[1]);
-    if (rule != nullptr) return policy_read(cmd, *rule, info.name == "exists", out);
+    if (rule != nullptr) return policy_read(cmd, info, *rule, out);
   }
   return false;
 }
 
-bool ClientSession::policy_read(const resp::Command& cmd, const policy::Rule& rule, bool exists,
-                                Dispatch& out) {
+bool ClientSession::policy_read(const resp::Command& cmd, const resp::CommandInfo& info,
+                                const policy::Rule& rule, Dispatch& out) {
+  const bool exists = info.name == "exists";
   const config::RuleConfig& rc = rule.config;
   const std::string_view key = cmd.args[1];
   const auto now = LoopClock::now();
@@ -124,7 +125,6 @@ bool ClientSession::policy_read(const resp::Command& cmd, const policy::Rule& ru
   }
 
   // To Redis, with follow-ups for the reply.
-  const resp::CommandInfo* info = resp::lookup_command(cmd.args[0]);
   next_hooks_.reset();
   next_hooks_.db = db_;
   next_hooks_.key.assign(key);
@@ -163,7 +163,7 @@ bool ClientSession::policy_read(const resp::Command& cmd, const policy::Rule& ru
         break;
     }
   }
-  out = forward(cmd, info, false);
+  out = forward(cmd, &info, false);
   return true;
 }
 

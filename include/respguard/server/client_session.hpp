@@ -114,7 +114,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   bool would_stall();
   // Policies (client_policies.cpp). apply_policies: true when it handled the command.
   bool apply_policies(const resp::Command& cmd, const resp::CommandInfo& info, Dispatch& out);
-  bool policy_read(const resp::Command& cmd, const policy::Rule& rule, bool exists, Dispatch& out);
+  // GET or EXISTS of a key under `rule` (info: the command, looked up once by dispatch).
+  bool policy_read(const resp::Command& cmd, const resp::CommandInfo& info,
+                   const policy::Rule& rule, Dispatch& out);
   void policy_write(const resp::Command& cmd, const resp::CommandInfo& info);
   // Runs a reply's hooks; false when the slot must keep waiting (a lease).
   bool run_hooks(Slot& slot, std::uint64_t cookie, std::string_view reply,
