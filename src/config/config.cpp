@@ -5,6 +5,7 @@
 // reads them from a default-constructed Config.
 #include "respguard/config/config.hpp"
 
+#include <arpa/inet.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -46,6 +47,7 @@ struct Option {
 
 constexpr std::array<std::string_view, 7> kLogLevels = {"trace", "debug",    "info", "warn",
                                                         "error", "critical", "off"};
+constexpr std::array<std::string_view, 3> kIdentities = {"source_ip", "client_name", "user"};
 
 constexpr Option kOptions[] = {
     {.key = "listen",
@@ -125,7 +127,7 @@ constexpr Option kOptions[] = {
      .type = Type::Bool,
      .field = [](Config& c) -> Ref { return &c.admin.unready_when_breaker_open; },
      .help = "Fail /readyz while the upstream circuit breaker is open (takes the pod out of its "
-             "Service). Takes effect once the circuit breaker is configured."},
+             "Service). Needs breaker.enabled."},
 
     {.key = "upstream.address",
      .type = Type::Endpoint,
@@ -210,10 +212,122 @@ constexpr Option kOptions[] = {
      .field = [](Config& c) -> Ref { return &c.policy_limits.lease_max_keys; },
      .help = "Most keys under a miss lease at once, all rules together.",
      .min = 1},
+
+    // Protection. rate_limit.overrides is a list, read by its own loader like `rules`.
+    {.key = "rate_limit.identity",
+     .type = Type::Enum,
+     .field = [](Config& c) -> Ref { return &c.rate_limit.identity; },
+     .help = "What makes connections one client for the limits: the peer address (source_ip), "
+             "the CLIENT SETNAME name (client_name) or the AUTH user (user). All connections with "
+             "the same value, on every worker, share one bucket.",
+     .choices = kIdentities},
+    {.key = "rate_limit.rate",
+     .type = Type::Uint,
+     .field = [](Config& c) -> Ref { return &c.rate_limit.limit.rate; },
+     .help = "Requests per second each client may send, unless rate_limit.overrides names it; "
+             "beyond it requests get \"rate limit exceeded\" errors. 0 = no limit."},
+    {.key = "rate_limit.burst",
+     .type = Type::Uint,
+     .field = [](Config& c) -> Ref { return &c.rate_limit.limit.burst; },
+     .help = "Requests a client may send at once, ahead of its rate (the bucket depth); 0 = the "
+             "same as rate_limit.rate."},
+    {.key = "rate_limit.write_rate",
+     .type = Type::Uint,
+     .field = [](Config& c) -> Ref { return &c.rate_limit.write_limit.rate; },
+     .help = "A second, usually lower, limit for write commands (SET, DEL, ...): a write needs "
+             "room under both this and rate_limit.rate. Applies to every client, overridden or "
+             "not. 0 = no write limit."},
+    {.key = "rate_limit.write_burst",
+     .type = Type::Uint,
+     .field = [](Config& c) -> Ref { return &c.rate_limit.write_limit.burst; },
+     .help = "Bucket depth of the write limit; 0 = the same as rate_limit.write_rate."},
+    {.key = "rate_limit.max_delay",
+     .type = Type::Duration,
+     .field = [](Config& c) -> Ref { return &c.rate_limit.max_delay; },
+     .help = "A request over the limit waits up to this long for its turn before it is rejected; "
+             "0 = reject at once. Waiting requests hold up the replies queued behind them."},
+    // At least 1s: below that, a client pausing between requests would have its bucket dropped
+    // and re-created (refilled) again and again, for no memory worth saving.
+    {.key = "rate_limit.idle_expiry",
+     .type = Type::Duration,
+     .field = [](Config& c) -> Ref { return &c.rate_limit.idle_expiry; },
+     .help = "Forget a client's bucket once it has no connection and has sent nothing for this "
+             "long, so the table holds only recent clients; a client forgotten comes back with a "
+             "full bucket.",
+     .min = 1000},
+
+    {.key = "breaker.enabled",
+     .type = Type::Bool,
+     .field = [](Config& c) -> Ref { return &c.breaker.enabled; },
+     .help = "Circuit breaker: after repeated upstream failures, answer requests at once with an "
+             "error instead of sending them to a failing Redis, then probe until it recovers."},
+    {.key = "breaker.failure_threshold",
+     .type = Type::Uint,
+     .field = [](Config& c) -> Ref { return &c.breaker.failure_threshold; },
+     .help = "Open after this many consecutive failures: connect errors, timeouts, "
+             "LOADING/BUSY/MASTERDOWN replies (ordinary command errors are not failures). 0 = "
+             "off."},
+    {.key = "breaker.failure_ratio_percent",
+     .type = Type::Uint,
+     .field = [](Config& c) -> Ref { return &c.breaker.failure_ratio_percent; },
+     .help = "Also open when at least this percentage of the requests in breaker.window failed; "
+             "0 = off.",
+     .max = 100},
+    {.key = "breaker.window",
+     .type = Type::Duration,
+     .field = [](Config& c) -> Ref { return &c.breaker.window; },
+     .help = "The sliding time window over which the failure ratio is computed.",
+     .min = 1},
+    {.key = "breaker.min_requests",
+     .type = Type::Uint,
+     .field = [](Config& c) -> Ref { return &c.breaker.min_requests; },
+     .help = "The failure ratio opens the breaker only once the window holds at least this many "
+             "requests, so a few failures in quiet traffic do not."},
+    {.key = "breaker.open_for",
+     .type = Type::Duration,
+     .field = [](Config& c) -> Ref { return &c.breaker.open_for; },
+     .help = "How long an open breaker refuses every request before it lets probes through "
+             "(half-open).",
+     .min = 1},
+    {.key = "breaker.probes",
+     .type = Type::Uint,
+     .field = [](Config& c) -> Ref { return &c.breaker.probes; },
+     .help = "Half-open, this many requests go through; when all of them succeed the breaker "
+             "closes, and any failure opens it again.",
+     .min = 1},
+
+    // No rule between timeout and interval: a timeout longer than the interval is unusual but
+    // well defined (a check fails when its PING is late, however the checks are spaced).
+    {.key = "health_check.enabled",
+     .type = Type::Bool,
+     .field = [](Config& c) -> Ref { return &c.health_check.enabled; },
+     .help = "PING the upstream on a connection of its own to tell when it is down, and when it "
+             "is back, without waiting for client requests to fail. A down upstream holds the "
+             "circuit breaker open (with breaker.enabled)."},
+    {.key = "health_check.interval",
+     .type = Type::Duration,
+     .field = [](Config& c) -> Ref { return &c.health_check.interval; },
+     .help = "Time between two health checks.",
+     .min = 1},
+    {.key = "health_check.timeout",
+     .type = Type::Duration,
+     .field = [](Config& c) -> Ref { return &c.health_check.timeout; },
+     .help = "A PING not answered within this time is a failed check.",
+     .min = 1},
+    {.key = "health_check.rise",
+     .type = Type::Uint,
+     .field = [](Config& c) -> Ref { return &c.health_check.rise; },
+     .help = "Consecutive good checks that mark a down upstream up again.",
+     .min = 1},
+    {.key = "health_check.fall",
+     .type = Type::Uint,
+     .field = [](Config& c) -> Ref { return &c.health_check.fall; },
+     .help = "Consecutive failed checks that mark the upstream down.",
+     .min = 1},
 };
 
-// Top-level keys that are not table rows: lists with a loader of their own.
-constexpr std::string_view kListKeys[] = {"rules"};
+// Keys that are not table rows: lists with a loader of their own.
+constexpr std::string_view kListKeys[] = {"rules", "rate_limit.overrides"};
 
 // Text helpers -------------------------------------------------------------------------------
 
@@ -356,9 +470,11 @@ std::string suggestion(std::string_view key) {
   // The layout groups options by what they affect, not by struct, so an option is easily put
   // in the wrong section ("server.idle_timeout" is client.idle_timeout).
   if (best.empty()) {
-    for (const Option& opt : kOptions) {
-      if (last_name(opt.key) == last_name(key)) {
-        best = opt.key;
+    std::vector<std::string_view> full_keys(std::begin(kListKeys), std::end(kListKeys));
+    for (const Option& opt : kOptions) full_keys.push_back(opt.key);
+    for (std::string_view candidate : full_keys) {
+      if (candidate != key && last_name(candidate) == last_name(key)) {
+        best = candidate;
         break;
       }
     }
@@ -603,6 +719,16 @@ constexpr Rule kRules[] = {
        return std::string("set but upstream.password is empty; AUTH with a username needs ") +
               "that user's password";
      }},
+    // An enabled breaker with both triggers off could never open: surely not what was meant.
+    {"breaker.enabled", "breaker.failure_threshold",
+     [](const Config& c) -> std::optional<std::string> {
+       const BreakerConfig& b = c.breaker;
+       if (!b.enabled || b.failure_threshold > 0 || b.failure_ratio_percent > 0) {
+         return std::nullopt;
+       }
+       return std::string("true, but breaker.failure_threshold and ") +
+              "breaker.failure_ratio_percent are both 0, so the breaker could never open";
+     }},
 };
 
 // The reason `opt`'s current value is invalid, if it is (values set in code skip the parser).
@@ -717,8 +843,102 @@ std::optional<std::pair<std::string, std::string>> rule_violation(const RuleConf
   return std::nullopt;
 }
 
+// Rate limit overrides -----------------------------------------------------------------------
+//
+// rate_limit.overrides is a list of mappings like `rules`: the loader reads it with the
+// functions below, and validate() applies the same checks to overrides built in code.
+
+constexpr std::string_view kOverrideKeys[] = {"identity", "rate", "burst"};
+
+// "rate_limit.overrides[2]" for the override at index 2 (0-based).
+std::string override_path(std::size_t index) {
+  return "rate_limit.overrides[" + std::to_string(index) + "]";
+}
+
+// The text of an IP address literal as inet_ntop (and so Asio) writes a peer's address:
+// "2001:DB8:0::7" -> "2001:db8::7"; nullopt when `text` is not one. The rate limiter matches
+// identities by exact text, so an override must be stored the way peers are printed.
+std::optional<std::string> canonical_ip(std::string_view text) {
+  const std::string input(text);
+  char buffer[INET6_ADDRSTRLEN];
+  in_addr v4{};
+  if (inet_pton(AF_INET, input.c_str(), &v4) == 1 &&
+      inet_ntop(AF_INET, &v4, buffer, sizeof buffer) != nullptr) {
+    return std::string(buffer);
+  }
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, input.c_str(), &v6) == 1 &&
+      inet_ntop(AF_INET6, &v6, buffer, sizeof buffer) != nullptr) {
+    return std::string(buffer);
+  }
+  return std::nullopt;
+}
+
+// Why `identity` can never be the value of a client of this kind (rate_limit.identity), if so.
+std::optional<std::string> identity_problem(std::string_view kind, std::string_view identity) {
+  if (identity.empty()) {
+    return "must not be empty; write the exact " + std::string(kind) + " value to limit";
+  }
+  if (kind == "source_ip") {
+    if (canonical_ip(identity)) return std::nullopt;
+    std::string reason =
+        "expected an IP address such as 10.0.0.7 or 2001:db8::7, as "
+        "rate_limit.identity is source_ip, got " +
+        in_quotes(identity);
+    if (identity.find('/') != std::string_view::npos) {
+      reason += " (one address per override: ranges are not supported)";
+    }
+    return reason;
+  }
+  // Redis's own rules for the names (CLIENT SETNAME, ACL SETUSER): a name outside them is no
+  // client's name, so the override would never apply.
+  if (kind == "client_name") {
+    if (std::all_of(identity.begin(), identity.end(),
+                    [](char c) { return c >= '!' && c <= '~'; })) {
+      return std::nullopt;
+    }
+    return "Redis allows only printable ASCII without spaces in client names, so no client can "
+           "be named " +
+           in_quotes(identity);
+  }
+  if (std::none_of(identity.begin(), identity.end(), [](char c) {
+        return std::isspace(static_cast<unsigned char>(c)) != 0 || c == '\0';
+      })) {
+    return std::nullopt;
+  }
+  return "Redis allows no spaces in user names, so no user can be named " + in_quotes(identity);
+}
+
+// How two identities are compared: addresses by their canonical text.
+std::string identity_key(std::string_view kind, std::string_view identity) {
+  if (kind == "source_ip") {
+    if (std::optional<std::string> ip = canonical_ip(identity)) return *ip;
+  }
+  return std::string(identity);
+}
+
+// The first broken check of the overrides: ("rate_limit.overrides[1].identity", reason).
+std::optional<std::pair<std::string, std::string>> override_violation(
+    const RateLimitConfig& rate_limit) {
+  const std::vector<RateLimitOverride>& overrides = rate_limit.overrides;
+  for (std::size_t i = 0; i < overrides.size(); ++i) {
+    const std::string key = override_path(i) + ".identity";
+    if (auto reason = identity_problem(rate_limit.identity, overrides[i].identity)) {
+      return {{key, *reason}};
+    }
+    const std::string id = identity_key(rate_limit.identity, overrides[i].identity);
+    for (std::size_t j = 0; j < i; ++j) {
+      if (identity_key(rate_limit.identity, overrides[j].identity) == id) {
+        return {{key, "duplicate identity " + in_quotes(overrides[i].identity) + ", already in " +
+                          override_path(j) + "; one identity has one limit"}};
+      }
+    }
+  }
+  return std::nullopt;
+}
+
 struct Violation {
-  std::string key;         // an option, or a path into the rules ("rules[2].jitter.percent")
+  std::string key;         // an option, or a path into a list ("rules[2].jitter.percent")
   std::string_view other;  // a second key the reason is also about, or ""
   std::string reason;
 };
@@ -737,6 +957,7 @@ std::optional<Violation> first_violation(const Config& config) {
   for (std::size_t i = 0; i < config.rules.size(); ++i) {
     if (auto v = rule_violation(config.rules[i], i)) return Violation{v->first, "", v->second};
   }
+  if (auto v = override_violation(config.rate_limit)) return Violation{v->first, "", v->second};
   return std::nullopt;
 }
 
@@ -775,6 +996,13 @@ class Loader {
            "expected options (key: value lines) at the top level, got " + describe_node(root));
     }
     walk(root, "");
+    // rate_limit.identity may come after the overrides in the file, so addresses are put in
+    // canonical form once everything is read ("2001:DB8::7" must match a peer 2001:db8::7).
+    if (config_.rate_limit.identity == "source_ip") {
+      for (RateLimitOverride& o : config_.rate_limit.overrides) {
+        if (std::optional<std::string> ip = canonical_ip(o.identity)) o.identity = *ip;
+      }
+    }
     if (std::optional<Violation> v = first_violation(config_)) {
       // Values from the file were range-checked as they were read; what is left are rules
       // between options. Point at whichever of the keys the file wrote.
@@ -812,6 +1040,8 @@ class Loader {
       }
       if (prefix.empty() && name == "rules") {
         read_rules(value, line);
+      } else if (key == "rate_limit.overrides") {
+        read_overrides(value, line);
       } else if (const Option* opt = find_option(key)) {
         read_option(*opt, value, line);
       } else if (is_section(key)) {
@@ -896,6 +1126,60 @@ class Loader {
     return rule;
   }
 
+  // rate_limit.overrides: a list of mappings, one per identity. Which identities are valid
+  // depends on rate_limit.identity, which may come later in the file: first_violation() checks
+  // them after the whole file is read, at the lines recorded here.
+  void read_overrides(const YAML::Node& list, int line) {
+    if (list.IsNull()) return;  // every override commented out
+    if (!list.IsSequence()) {
+      fail(line, "rate_limit.overrides",
+           "expected a list of overrides, each starting with \"- identity: ...\", got " +
+               describe_node(list));
+    }
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      config_.rate_limit.overrides.push_back(read_override(list[i], i));
+    }
+  }
+
+  RateLimitOverride read_override(const YAML::Node& node, std::size_t index) {
+    const std::string path = override_path(index);
+    const int item_line = node.Mark().line + 1;
+    if (!node.IsMap()) {
+      fail(item_line, path,
+           "expected an override (identity:, rate: and optionally burst:, as indented key: value "
+           "lines), got " +
+               describe_node(node));
+    }
+    RateLimitOverride entry;
+    bool has_identity = false;
+    bool has_rate = false;
+    for_each_entry(node, path, [&](const std::string& key, const YAML::Node& value, int line) {
+      const std::string_view name = last_name(key);
+      if (name == "identity") {
+        entry.identity = scalar(value, line, key, "a client identity such as \"10.0.0.7\"");
+        lines_.emplace(key, line);
+        has_identity = true;
+      } else if (name == "rate") {
+        entry.limit.rate = read_unsigned(value, line, key);
+        has_rate = true;
+      } else if (name == "burst") {
+        entry.limit.burst = read_unsigned(value, line, key);
+      } else {
+        fail(line, key, "unknown key" + item_suggestion(path, key, kOverrideKeys));
+      }
+    });
+    if (!has_identity) {
+      fail(item_line, path,
+           "missing identity: the exact source_ip, client_name or user value (as "
+           "rate_limit.identity says) this limit is for");
+    }
+    if (!has_rate) {
+      fail(item_line, path, "missing rate: this identity's requests per second (0 = no limit)");
+    }
+    lines_.emplace(path, item_line);
+    return entry;
+  }
+
   JitterConfig read_jitter(const YAML::Node& value, int line, const std::string& key,
                            const std::string& path) {
     JitterConfig jitter;
@@ -977,11 +1261,17 @@ class Loader {
 
   // " (did you mean 'rules[2].jitter.percent'?)" among the keys a rule may have, or "".
   static std::string rule_suggestion(const std::string& path, std::string_view key) {
+    return item_suggestion(path, key, kRuleKeys);
+  }
+
+  // The same among `keys`, the keys (relative to `path`) an item of a list may have.
+  static std::string item_suggestion(const std::string& path, std::string_view key,
+                                     std::span<const std::string_view> keys) {
     const std::string_view relative = key.substr(path.size() + 1);  // "jitter.percnt"
-    std::string_view best = closest(relative, kRuleKeys);
+    std::string_view best = closest(relative, keys);
     // A key in the wrong place: "rules[0].ttl" is negative_cache.ttl.
     if (best.empty()) {
-      for (std::string_view candidate : kRuleKeys) {
+      for (std::string_view candidate : keys) {
         if (candidate != relative && last_name(candidate) == last_name(relative)) {
           best = candidate;
           break;
@@ -1036,6 +1326,22 @@ class Loader {
       fail(line, key, std::string(kPositiveDuration) + ", got " + in_quotes(text));
     }
     return duration;
+  }
+
+  // As a Type::Uint option reads its text, with the same messages.
+  unsigned read_unsigned(const YAML::Node& value, int line, std::string_view key) const {
+    constexpr std::string_view kWhat = "a non-negative integer";
+    const std::string& text = scalar(value, line, key, kWhat);
+    if (!all_digits(text)) {
+      fail(line, key, "expected " + std::string(kWhat) + ", got " + in_quotes(text));
+    }
+    std::optional<std::uint64_t> number = to_u64(text);
+    if (!number) fail(line, key, "number is too large, got " + in_quotes(text));
+    constexpr std::uint64_t kMax = std::numeric_limits<unsigned>::max();
+    if (*number > kMax) {
+      fail(line, key, "must be at most " + std::to_string(kMax) + ", got " + in_quotes(text));
+    }
+    return static_cast<unsigned>(*number);
   }
 
   int read_db(const YAML::Node& value, int line, std::string_view key) const {
@@ -1158,7 +1464,7 @@ std::size_t parse_size(std::string_view text) {
 // Config -------------------------------------------------------------------------------------
 
 bool Config::operator==(const Config& other) const {
-  if (rules != other.rules) return false;
+  if (rules != other.rules || rate_limit.overrides != other.rate_limit.overrides) return false;
   for (const Option& opt : kOptions) {
     bool same = std::visit(
         [](auto* a, auto* b) {

@@ -58,6 +58,22 @@ std::span<const std::string_view> lease_outcome_values() {
   static constexpr Values<3> v{"value", "timeout", "promoted"};
   return v;
 }
+std::span<const std::string_view> rate_action_values() {
+  static constexpr Values<2> v{"rejected", "delayed"};
+  return v;
+}
+std::span<const std::string_view> breaker_state_values() {
+  static constexpr Values<3> v{"closed", "open", "half_open"};
+  return v;
+}
+std::span<const std::string_view> breaker_failure_values() {
+  static constexpr Values<4> v{"connect", "timeout", "connection_lost", "unavailable_reply"};
+  return v;
+}
+std::span<const std::string_view> health_result_values() {
+  static constexpr Values<2> v{"ok", "failed"};
+  return v;
+}
 std::span<const std::string_view> version_values() {
   static constexpr Values<1> v{RESPGUARD_VERSION};
   return v;
@@ -166,6 +182,37 @@ std::vector<MetricDef> make_defs() {
        T::Counter,
        "How lease waits ended: the holder's value, timeout (nil), or promoted to holder (nil).",
        {{"outcome", lease_outcome_values}}},
+      // Protection (docs/operations.md).
+      {M::RateLimited,
+       "respguard_rate_limited_total",
+       T::Counter,
+       "Commands over their client's rate limit: rejected with an error, or delayed (up to "
+       "rate_limit.max_delay).",
+       {{"action", rate_action_values}}},
+      {M::RateLimitIdentities, "respguard_rate_limit_identities", T::Gauge,
+       "Client identities with a rate-limit bucket now."},
+      {M::BreakerState, "respguard_breaker_state", T::Gauge,
+       "The upstream circuit breaker's state: 0 closed, 1 open, 2 half-open."},
+      {M::BreakerTransitions,
+       "respguard_breaker_transitions_total",
+       T::Counter,
+       "Circuit breaker state changes, by the state entered.",
+       {{"state", breaker_state_values}}},
+      {M::BreakerFailures,
+       "respguard_breaker_failures_total",
+       T::Counter,
+       "Upstream failures fed to the circuit breaker: connect errors, timeouts, lost "
+       "connections, and LOADING/BUSY/MASTERDOWN/TRYAGAIN-style replies.",
+       {{"kind", breaker_failure_values}}},
+      {M::BreakerRejected, "respguard_breaker_rejected_total", T::Counter,
+       "Commands answered at once with \"circuit open\" instead of going upstream."},
+      {M::HealthChecks,
+       "respguard_health_checks_total",
+       T::Counter,
+       "Active health checks (PING) of the upstream, by result.",
+       {{"result", health_result_values}}},
+      {M::UpstreamHealthy, "respguard_upstream_healthy", T::Gauge,
+       "1 while the active health check counts the upstream up (rise/fall), else 0."},
   };
   for (std::size_t i = 0; i < defs.size(); ++i) {
     if (static_cast<std::size_t>(defs[i].id) != i) std::abort();  // table out of enum order

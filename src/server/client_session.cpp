@@ -73,10 +73,64 @@ ClientSession::ClientSession(Worker& worker, tcp::socket socket, std::uint64_t i
       slots_(kInitialSlots) {
   boost::system::error_code ec;
   std::string addr = "?", laddr = "?";
-  if (auto ep = socket_.remote_endpoint(ec); !ec) addr = endpoint_text(ep);
+  if (auto ep = socket_.remote_endpoint(ec); !ec) {
+    addr = endpoint_text(ep);
+    auto ip = ep.address();
+    // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d; limits name them a.b.c.d.
+    if (ip.is_v6() && ip.to_v6().is_v4_mapped()) {
+      ip = asio::ip::make_address_v4(asio::ip::v4_mapped, ip.to_v6());
+    }
+    peer_ip_ = ip.to_string();
+  }
   if (auto ep = socket_.local_endpoint(ec); !ec) laddr = endpoint_text(ep);
   socket_.set_option(tcp::no_delay(true), ec);
   info_ = worker_.shared().registry.add(id_, std::move(addr), std::move(laddr));
+  update_rate_identity();
+}
+
+void ClientSession::update_rate_identity() {
+  protection::RateLimiter& limiter = worker_.shared().rate_limiter;
+  if (!limiter.enabled()) return;
+  const std::string& kind = config_.rate_limit.identity;
+  // A client without a name is limited by its address, not lumped with every unnamed client.
+  const std::string& value = kind == "user"                            ? user_
+                             : kind == "client_name" && !name_.empty() ? name_
+                                                                       : peer_ip_;
+  if (rate_identity_ && rate_identity_->name() == value) return;
+  rate_identity_ = limiter.identity(value, LoopClock::now());
+}
+
+bool ClientSession::admit_rate(const resp::CommandInfo* info, Dispatch& out) {
+  using Verdict = protection::Admission::Verdict;
+  const bool is_write = info != nullptr && (info->flags & resp::kWrite);
+  const protection::Admission a =
+      worker_.shared().rate_limiter.admit(*rate_identity_, is_write, now_);
+  if (a.verdict == Verdict::Admitted) return true;
+  if (a.verdict == Verdict::Rejected) {
+    state_metrics_.inc(observability::Metric::RateLimited,
+                       static_cast<std::size_t>(observability::RateAction::Rejected));
+    reply_error("ERR " + protection::rejection_message(*rate_identity_, a.write_limited));
+    out = Dispatch::Done;
+    return false;
+  }
+  // Delayed: its token is reserved; stop reading commands (later ones must not overtake it)
+  // and dispatch it again when the delay is over.
+  state_metrics_.inc(observability::Metric::RateLimited,
+                     static_cast<std::size_t>(observability::RateAction::Delayed));
+  rate_admitted_ = true;
+  rate_paused_ = true;
+  if (!rate_timer_) rate_timer_ = std::make_unique<asio::steady_timer>(socket_.get_executor());
+  rate_timer_->expires_after(a.delay);
+  rate_timer_->async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+    auto self = weak.lock();
+    if (ec || !self || self->closed_) return;
+    self->rate_paused_ = false;
+    self->stalled_ = false;
+    self->now_ = LoopClock::tick();
+    self->process_input();  // the socket is still being read: nothing else to restart
+  });
+  out = Dispatch::Stall;
+  return false;
 }
 
 ClientSession::~ClientSession() {
@@ -147,10 +201,13 @@ void ClientSession::process_input() {
       close_after_flush(CloseReason::ProtocolError);
       break;
     }
-    if (!cmd_.empty() && dispatch(cmd_) == Dispatch::Stall) {
-      stalled_ = true;
-      parser_.reset();  // the request is parsed again once the switch can happen
-      break;
+    if (!cmd_.empty()) {
+      if (dispatch(cmd_) == Dispatch::Stall) {
+        stalled_ = true;
+        parser_.reset();  // the request is parsed again once the switch can happen
+        break;
+      }
+      rate_admitted_ = false;
     }
     rbuf_.consume(r.consumed);
   }
@@ -167,6 +224,11 @@ ClientSession::Dispatch ClientSession::dispatch(const resp::Command& cmd) {
   const resp::CommandInfo* info = resp::lookup_command(cmd.args[0]);
   const CommandId id = info ? info->id : CommandId::Other;
   current_command_ = observability::command_label(info);
+  if (rate_identity_ && !rate_admitted_) {
+    Dispatch out;
+    if (!admit_rate(info, out)) return out;
+    rate_admitted_ = true;  // a Stall below (connection switch) must not take a second token
+  }
 
   // The upstream's password guards the proxy too: an application that had to AUTH with Redis
   // must AUTH here, and nothing else gets through first (Redis's no-auth commands excepted).
@@ -371,14 +433,18 @@ ClientSession::Dispatch ClientSession::forward(const resp::Command& cmd,
   }
   if (target == nullptr) target = &worker_.pool().shared(proto_, id_);
   if (inflight_ > 0 && target != last_target_) return Dispatch::Stall;
-  if (!target->accepting()) {
+  // Asked only for a request that can be sent: an allowed half-open probe must get a verdict.
+  const bool accepting = target->accepting();
+  const bool open_circuit = accepting && !worker_.shared().guard.allow(now_, state_metrics_);
+  if (!accepting || open_circuit) {
+    const std::string_view why = open_circuit ? errors::kCircuitOpen : errors::kUpstreamUnavailable;
     if (next_hooks_.flags != 0) {
       // Policy bookkeeping was started for this request: end it the way a reply would.
       const std::uint64_t seq = waiting_slot();
       std::swap(slots_[seq % slots_.size()].hooks, next_hooks_);
       next_hooks_.reset();
       rewrite_ = {};
-      error_reply_.assign("-").append(errors::kUpstreamUnavailable).append("\r\n");
+      error_reply_.assign("-").append(why).append("\r\n");
       resp::ReplyInfo info_error;
       info_error.type = '-';
       auto self = shared_from_this();
@@ -386,7 +452,7 @@ ClientSession::Dispatch ClientSession::forward(const resp::Command& cmd,
       return Dispatch::Done;
     }
     rewrite_ = {};
-    reply_error(errors::kUpstreamUnavailable);
+    reply_error(why);
     return Dispatch::Done;
   }
 
@@ -486,6 +552,8 @@ void ClientSession::cmd_auth(const resp::Command& cmd) {
     return reply_error(errors::kWrongPass);
   }
   authenticated_ = true;
+  user_ = cmd.argc() == 3 ? user : default_user;
+  update_rate_identity();
   reply_local("+OK\r\n");
 }
 
@@ -500,6 +568,7 @@ void ClientSession::cmd_hello(const resp::Command& cmd) {
     proto = static_cast<int>(v);
   }
   std::string_view new_name;
+  std::string_view auth_user;
   bool set_name = false;
   bool authenticates = false;
   for (std::size_t i = 2; i < cmd.argc(); ++i) {
@@ -508,6 +577,7 @@ void ClientSession::cmd_hello(const resp::Command& cmd) {
         return reply_error(errors::kWrongPass);
       }
       authenticates = true;
+      auth_user = cmd.args[i + 1];
       i += 2;
     } else if (iequals(cmd.args[i], "setname") && i + 1 < cmd.argc()) {
       new_name = cmd.args[++i];
@@ -521,6 +591,8 @@ void ClientSession::cmd_hello(const resp::Command& cmd) {
   authenticated_ = true;
   proto_ = proto;
   if (set_name) name_ = std::string(new_name);
+  if (!auth_user.empty()) user_ = auth_user;
+  update_rate_identity();
   worker_.shared().registry.update(*info_, [&](ClientInfo& i) {
     i.resp = proto_;
     i.name = name_;
@@ -559,6 +631,7 @@ ClientSession::Dispatch ClientSession::cmd_client(const resp::Command& cmd) {
     } else {
       name_ = std::string(cmd.args[2]);
       worker_.shared().registry.update(*info_, [&](ClientInfo& i) { i.name = name_; });
+      update_rate_identity();
       reply_local("+OK\r\n");
     }
   } else if (iequals(sub, "getname")) {
@@ -646,6 +719,8 @@ void ClientSession::cmd_reset() {
   proto_ = 2;
   name_.clear();
   authenticated_ = config_.upstream.password.empty();  // back to the default user
+  user_ = "default";
+  update_rate_identity();
   reply_off_ = skip_next_reply_ = false;
   worker_.shared().registry.update(*info_, [&](ClientInfo& i) {
     i.db = 0;
@@ -788,7 +863,7 @@ void ClientSession::complete_slot(std::uint64_t cookie, std::string_view reply,
     auto self = std::move(keepalive_);  // may be the last reference: keep us alive to the end
     if (closed_) return;
     maybe_release_dedicated();
-    if (stalled_ && !resume_posted_) {
+    if (stalled_ && !resume_posted_ && !rate_paused_) {
       resume_posted_ = true;
       asio::post(socket_.get_executor(), [this, self] {
         resume_posted_ = false;

@@ -22,7 +22,8 @@ Server::Server(const config::Config& config)
       shared_(config, worker_count(config)),
       acceptor_(io_),
       signals_(io_, SIGINT, SIGTERM),
-      drain_timer_(io_) {
+      drain_timer_(io_),
+      rate_sweep_timer_(io_) {
   for (unsigned i = 0, n = worker_count(config); i < n; ++i) {
     workers_.push_back(std::make_unique<Worker>(i, shared_));
   }
@@ -36,13 +37,25 @@ Server::Server(const config::Config& config)
   shared_.metrics.set_sampler(Metric::NegativeCacheEvictions, [this] {
     return static_cast<double>(shared_.policies.negative.evictions());
   });
+  shared_.metrics.set_sampler(Metric::RateLimitIdentities,
+                              [this] { return static_cast<double>(shared_.rate_limiter.size()); });
+  health_ = std::make_unique<upstream::HealthChecker>(io_, config, shared_.guard,
+                                                      shared_.upstream_info, main_metrics());
   shared_.metrics.set_sampler(Metric::PinnedConnections, [this] {
     return static_cast<double>(shared_.dedicated_connections.load(std::memory_order_relaxed));
   });
 }
 
-std::string Server::not_ready_reason() const {
+std::string Server::not_ready_reason() {
   if (shared_.draining.load()) return "shutting down";
+  const std::string& upstream = config_.upstream.address.to_string();
+  if (shared_.guard.health_checks_enabled() && !shared_.guard.healthy()) {
+    return "upstream " + upstream + " is failing its health checks";
+  }
+  if (config_.admin.unready_when_breaker_open &&
+      shared_.guard.breaker_state(SteadyClock::now()) == upstream::UpstreamGuard::State::Open) {
+    return "the circuit breaker for upstream " + upstream + " is open";
+  }
   // Every worker must have a ready connection: clients land on any of them.
   const auto ready = static_cast<std::size_t>(observability::UpstreamState::Ready);
   for (std::size_t w = 0; w < workers_.size(); ++w) {
@@ -96,7 +109,10 @@ int Server::run() {
     if (!ec) on_signal(signo);
   });
   accept();
+  health_->start();
+  if (shared_.rate_limiter.enabled()) sweep_rate_limits();
   io_.run();
+  health_->stop();
   if (admin_) admin_->close();
   stop_workers();
   spdlog::info("respguard stopped");
@@ -163,6 +179,16 @@ void Server::check_drained() {
   drain_timer_.expires_after(kDrainPoll);
   drain_timer_.async_wait([this](boost::system::error_code ec) {
     if (!ec) check_drained();
+  });
+}
+
+void Server::sweep_rate_limits() {
+  // Identities nobody has used for rate_limit.idle_expiry are forgotten: memory stays bounded
+  // by the clients seen recently, however many come and go.
+  shared_.rate_limiter.sweep(SteadyClock::now());
+  rate_sweep_timer_.expires_after(std::chrono::seconds(5));
+  rate_sweep_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) sweep_rate_limits();
   });
 }
 

@@ -10,13 +10,14 @@ constexpr std::size_t kMaxIdleDedicated = 4;
 
 Pool::Pool(asio::io_context& io, const config::Config& config, unsigned worker_index,
            std::shared_ptr<UpstreamInfo> info, std::atomic<std::size_t>& dedicated_count,
-           observability::Shard& metrics, std::function<void()> on_batch_end)
+           observability::Shard& metrics, UpstreamGuard* guard, std::function<void()> on_batch_end)
     : io_(io),
       config_(config),
       worker_index_(worker_index),
       info_(std::move(info)),
       dedicated_count_(dedicated_count),
       metrics_(metrics),
+      guard_(guard),
       on_batch_end_(std::move(on_batch_end)) {}
 
 Pool::~Pool() {
@@ -39,6 +40,8 @@ ConnectionOptions Pool::options(int protocol, bool dedicated, const std::string&
   o.name = name;
   o.metrics = &metrics_;
   o.record_latency = config_.admin.metrics;
+  o.guard = guard_;
+  o.guard_shard = worker_index_;
   return o;
 }
 

@@ -11,6 +11,7 @@
 #include "respguard/common/loop_clock.hpp"
 #include "respguard/resp/value.hpp"
 #include "respguard/resp/writer.hpp"
+#include "respguard/upstream/upstream_guard.hpp"
 
 namespace respguard::upstream {
 namespace {
@@ -140,9 +141,12 @@ void UpstreamConnection::on_connected() {
 void UpstreamConnection::queue_handshake() {
   std::string hs;
   std::vector<Pending> entries;
+  // The handshake has a deadline too: a server that accepts connections but never answers
+  // (stopped, hung) must time out the handshake and every request queued behind it.
+  const auto now = SteadyClock::now();
   auto add = [&](std::initializer_list<std::string_view> args, InternalCookie cookie) {
     resp::write_command(hs, args);
-    entries.push_back({this, cookie, kNoDeadline, false, LoopClock::now()});
+    entries.push_back({this, cookie, now + options_.request_timeout, false, now});
   };
   if (options_.protocol >= 3) {
     if (!options_.password.empty()) {
@@ -165,6 +169,11 @@ void UpstreamConnection::queue_handshake() {
   }
   wbuf_.insert(0, hs);
   pending_.insert(pending_.begin(), entries.begin(), entries.end());
+  if (timer_armed_) {
+    timer_.cancel();  // it was armed for a later deadline than the handshake's
+    timer_armed_ = false;
+  }
+  arm_timer();
 }
 
 void UpstreamConnection::send(std::string_view request, ReplySink* sink, std::uint64_t cookie,
@@ -263,6 +272,9 @@ void UpstreamConnection::on_read(std::size_t n) {
       if (options_.record_latency && p.sink != this) {  // not the handshake's own requests
         options_.metrics->observe(observability::Metric::UpstreamRequestDuration, now - p.queued);
       }
+      if (options_.guard != nullptr && p.sink != this) {
+        options_.guard->on_reply(options_.guard_shard, reply, info, now, *options_.metrics);
+      }
       p.sink->on_reply(p.cookie, reply, info);
     }
     if (gen != generation_) {
@@ -347,6 +359,7 @@ void UpstreamConnection::fail(std::string_view why, bool reconnect,
   std::string_view reply = kind == observability::UpstreamError::Timeout
                                ? errors::kUpstreamTimeout
                                : errors::kUpstreamConnectionLost;
+  if (options_.guard != nullptr && kind) feed_breaker(*kind);
   error_reply_.assign("-").append(reply).append("\r\n");
   std::string error_reply = error_reply_;
   auto self = shared_from_this();  // sinks may drop their last reference to us
@@ -358,6 +371,24 @@ void UpstreamConnection::fail(std::string_view why, bool reconnect,
     fn();
   }
   if (on_batch_end_) on_batch_end_();
+}
+
+void UpstreamConnection::feed_breaker(observability::UpstreamError kind) {
+  using observability::BreakerFailure;
+  using observability::UpstreamError;
+  const auto now = LoopClock::now();
+  if (kind == UpstreamError::Connect || kind == UpstreamError::Handshake) {
+    options_.guard->on_failure(options_.guard_shard, BreakerFailure::Connect, now,
+                               *options_.metrics);
+    return;
+  }
+  // Each client request the failure answers counts: the breaker counts requests, and every
+  // allowed request (a half-open probe too) gets exactly one verdict.
+  const BreakerFailure f =
+      kind == UpstreamError::Timeout ? BreakerFailure::Timeout : BreakerFailure::ConnectionLost;
+  for (const Pending& p : pending_) {
+    if (p.sink != this) options_.guard->on_failure(options_.guard_shard, f, now, *options_.metrics);
+  }
 }
 
 void UpstreamConnection::close(std::string_view why) {

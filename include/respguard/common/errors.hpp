@@ -45,6 +45,9 @@ inline constexpr std::string_view kClientIdsAreLocal =
 inline constexpr std::string_view kPerConnectionOption =
     "ERR respguard: this CLIENT option applies to a whole Redis connection, which clients share "
     "behind the proxy";
+// Protection (docs/operations.md). These two use the wording the operations guide promises.
+inline constexpr std::string_view kCircuitOpen = "ERR upstream unavailable (circuit open)";
+// The rate-limit text is built per identity by protection::rejection_message(), prefixed "ERR ".
 inline constexpr std::string_view kShuttingDown = "ERR respguard: shutting down";
 inline constexpr std::string_view kOutputBufferLimit =
     "ERR respguard: client output buffer limit reached";

@@ -103,6 +103,54 @@ struct PolicyLimits {
   bool operator==(const PolicyLimits&) const = default;
 };
 
+// Per-client rate limits ("Rate limits" in docs/configuration.md). A token bucket per client
+// identity, shared by all workers; rate 0 = unlimited.
+struct RateLimitRule {
+  unsigned rate = 0;   // requests per second
+  unsigned burst = 0;  // bucket depth; 0 = same as rate
+  bool operator==(const RateLimitRule&) const = default;
+};
+
+struct RateLimitOverride {
+  // An exact identity value: "10.0.0.7", "batch-job", "reports". The loader stores addresses in
+  // inet_ntop's form ("2001:db8::7"), the form peers are matched in.
+  std::string identity;
+  RateLimitRule limit;
+  bool operator==(const RateLimitOverride&) const = default;
+};
+
+struct RateLimitConfig {
+  std::string identity = "source_ip";  // source_ip, client_name or user
+  RateLimitRule limit;                 // every identity's default; rate 0 = no limit
+  RateLimitRule write_limit;           // commands flagged write, on top of `limit`; 0 = none
+  Millis max_delay{0};        // over the limit: wait up to this long for a token, then reject
+  Millis idle_expiry{60000};  // forget an identity's bucket after this long unused
+  std::vector<RateLimitOverride> overrides;  // exact identities with their own limit
+  bool operator==(const RateLimitConfig&) const = default;
+};
+
+// Circuit breaker per upstream endpoint (ARCHITECTURE §3).
+struct BreakerConfig {
+  bool enabled = false;
+  unsigned failure_threshold = 5;      // consecutive failures that open it; 0 = off
+  unsigned failure_ratio_percent = 0;  // open when failures/requests in `window` reach it; 0 = off
+  Millis window{10000};
+  unsigned min_requests = 20;  // the ratio needs at least this many requests in the window
+  Millis open_for{5000};       // answer at once with an error this long, then half-open
+  unsigned probes = 3;         // requests let through half-open; all must succeed to close
+  bool operator==(const BreakerConfig&) const = default;
+};
+
+// Active health checks: PING on a control connection, rise/fall as HAProxy counts them.
+struct HealthCheckConfig {
+  bool enabled = true;
+  Millis interval{1000};
+  Millis timeout{1000};
+  unsigned rise = 2;  // consecutive good checks that mark the upstream up
+  unsigned fall = 3;  // consecutive failed checks that mark it down
+  bool operator==(const HealthCheckConfig&) const = default;
+};
+
 // The admin HTTP listener: /metrics (Prometheus), /healthz, /readyz.
 struct AdminConfig {
   bool enabled = true;
@@ -119,9 +167,12 @@ struct Config {
   AdminConfig admin;
   std::vector<RuleConfig> rules;  // first match wins
   PolicyLimits policy_limits;
+  RateLimitConfig rate_limit;
+  BreakerConfig breaker;
+  HealthCheckConfig health_check;
 
-  // Equal when every option in the schema and the rules are equal (resp::Limits has no
-  // operator==, and the schema is the list of what a Config holds anyway).
+  // Equal when every option in the schema, the rules and the rate limit overrides are equal
+  // (resp::Limits has no operator==, and the schema is the list of what a Config holds anyway).
   bool operator==(const Config& other) const;
 };
 
@@ -141,8 +192,9 @@ Config load_string(const std::string& yaml, const std::string& source_name = "<s
 void set_option(Config& config, std::string_view key, std::string_view value);
 
 // Checks every option's range and the rules between options (reconnect_backoff_min <=
-// reconnect_backoff_max, username needs password). The loaders already do this; call it after
-// changing a Config in code. Throws ConfigError "key: reason".
+// reconnect_backoff_max, username needs password), the key rules and the rate limit overrides.
+// The loaders already do this; call it after changing a Config in code. Throws ConfigError
+// "key: reason".
 void validate(const Config& config);
 
 // Markdown table of every option: key, type, default, description.

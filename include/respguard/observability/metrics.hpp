@@ -55,6 +55,14 @@ enum class Metric : std::uint16_t {
   LeasesGranted,
   LeaseWaits,
   LeaseWaitOutcomes,
+  RateLimited,
+  RateLimitIdentities,
+  BreakerState,
+  BreakerTransitions,
+  BreakerFailures,
+  BreakerRejected,
+  HealthChecks,
+  UpstreamHealthy,
   kCount,
 };
 
@@ -75,6 +83,9 @@ enum class UpstreamState : std::uint8_t { Connecting, Ready, Backoff };
 enum class UpstreamError : std::uint8_t { Connect, Read, Write, Protocol, Timeout, Handshake };
 enum class ReloadResult : std::uint8_t { Success, Failure };
 enum class LeaseOutcome : std::uint8_t { Value, Timeout, Promoted };
+enum class RateAction : std::uint8_t { Rejected, Delayed };
+enum class BreakerFailure : std::uint8_t { Connect, Timeout, ConnectionLost, UnavailableReply };
+enum class HealthResult : std::uint8_t { Ok, Failed };
 
 struct LabelDef {
   std::string_view name;

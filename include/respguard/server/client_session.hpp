@@ -17,6 +17,7 @@
 #include "respguard/common/io_buffer.hpp"
 #include "respguard/observability/metrics.hpp"
 #include "respguard/policy/write_effects.hpp"
+#include "respguard/protection/rate_limiter.hpp"
 #include "respguard/resp/command_table.hpp"
 #include "respguard/resp/parser.hpp"
 #include "respguard/server/client_registry.hpp"
@@ -105,6 +106,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   void on_read(std::size_t n);
   void process_input();
   Dispatch dispatch(const resp::Command& cmd);
+  // Rate limit (docs/operations.md): false when the command was answered (rejected) or must
+  // wait (Stall; a timer resumes the input).
+  bool admit_rate(const resp::CommandInfo* info, Dispatch& out);
+  void update_rate_identity();
   Dispatch forward(const resp::Command& cmd, const resp::CommandInfo* info, bool need_dedicated,
                    SlotKind kind = SlotKind::Normal);
   // SUBSCRIBE, MONITOR, CLIENT TRACKING: a dedicated connection whose replies pass through.
@@ -212,6 +217,14 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   std::shared_ptr<upstream::UpstreamConnection> dedicated_;
   upstream::UpstreamConnection* last_target_ = nullptr;
   SteadyClock::time_point now_;
+
+  // Rate limit: the identity's shared buckets (null: no limit applies).
+  std::shared_ptr<const protection::RateLimiter::Identity> rate_identity_;
+  std::string peer_ip_;           // the source_ip identity
+  std::string user_ = "default";  // the user identity (AUTH)
+  bool rate_admitted_ = false;    // the command being dispatched already has its token
+  bool rate_paused_ = false;      // input paused until rate_timer_ fires
+  std::unique_ptr<asio::steady_timer> rate_timer_;
 
   bool stalled_ = false;  // waiting for in-flight requests before switching connection
   bool resume_posted_ = false;

@@ -9,6 +9,7 @@
 #include "respguard/config/config.hpp"
 #include "respguard/observability/admin_server.hpp"
 #include "respguard/server/worker.hpp"
+#include "respguard/upstream/health_checker.hpp"
 
 namespace respguard::server {
 
@@ -24,13 +25,14 @@ class Server {
   // The bound port (useful with port 0).
   std::uint16_t port() const;
   // Why /readyz fails, or "" when ready.
-  std::string not_ready_reason() const;
+  std::string not_ready_reason();
 
  private:
   void accept();
   void on_signal(int signo);
   void check_drained();
   void stop_workers();
+  void sweep_rate_limits();
 
   observability::Shard& main_metrics() { return shared_.metrics.shard(workers_.size()); }
 
@@ -41,6 +43,8 @@ class Server {
   std::unique_ptr<observability::AdminServer> admin_;
   asio::signal_set signals_;
   asio::steady_timer drain_timer_;
+  asio::steady_timer rate_sweep_timer_;
+  std::unique_ptr<upstream::HealthChecker> health_;
   SteadyClock::time_point drain_deadline_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::size_t next_worker_ = 0;

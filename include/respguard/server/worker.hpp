@@ -12,9 +12,11 @@
 #include "respguard/config/config.hpp"
 #include "respguard/observability/metrics.hpp"
 #include "respguard/policy/random.hpp"
+#include "respguard/protection/rate_limiter.hpp"
 #include "respguard/server/client_registry.hpp"
 #include "respguard/server/policy_state.hpp"
 #include "respguard/upstream/pool.hpp"
+#include "respguard/upstream/upstream_guard.hpp"
 
 namespace respguard::server {
 
@@ -25,14 +27,18 @@ class ClientSession;
 struct SharedState {
   SharedState(const config::Config& c, std::size_t workers)
       : config(c),
-        upstream_info(std::make_shared<upstream::UpstreamInfo>(c.upstream.databases)),
         metrics(workers + 1),
-        policies(c) {}
+        policies(c),
+        upstream_info(std::make_shared<upstream::UpstreamInfo>(c.upstream.databases)),
+        guard(c, static_cast<unsigned>(workers), metrics),
+        rate_limiter(c.rate_limit) {}
   const config::Config& config;
   // Shard i belongs to worker i; the last one to the main thread (listener).
   observability::Registry metrics;
   PolicyState policies;
   std::shared_ptr<upstream::UpstreamInfo> upstream_info;
+  upstream::UpstreamGuard guard;         // circuit breaker and health verdict of the upstream
+  protection::RateLimiter rate_limiter;  // per-client-identity token buckets
   ClientRegistry registry;
   std::atomic<std::size_t> clients{0};
   std::atomic<std::size_t> dedicated_connections{0};

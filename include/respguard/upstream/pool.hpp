@@ -16,7 +16,7 @@ class Pool {
  public:
   Pool(asio::io_context& io, const config::Config& config, unsigned worker_index,
        std::shared_ptr<UpstreamInfo> info, std::atomic<std::size_t>& dedicated_count,
-       observability::Shard& metrics, std::function<void()> on_batch_end);
+       observability::Shard& metrics, UpstreamGuard* guard, std::function<void()> on_batch_end);
   ~Pool();
 
   void start();
@@ -45,6 +45,7 @@ class Pool {
   std::shared_ptr<UpstreamInfo> info_;
   std::atomic<std::size_t>& dedicated_count_;
   observability::Shard& metrics_;
+  UpstreamGuard* guard_;
   std::function<void()> on_batch_end_;
   std::vector<std::shared_ptr<UpstreamConnection>> shared_resp2_;
   std::vector<std::shared_ptr<UpstreamConnection>> shared_resp3_;

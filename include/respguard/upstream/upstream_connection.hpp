@@ -27,6 +27,8 @@
 
 namespace respguard::upstream {
 
+class UpstreamGuard;
+
 // Receives replies. Every request sent gets exactly one on_reply call: the upstream's reply,
 // or a generated error reply when the connection fails.
 class ReplySink {
@@ -81,6 +83,8 @@ struct ConnectionOptions {
   std::string name;                         // for logs and CLIENT SETNAME
   observability::Shard* metrics = nullptr;  // the worker's shard: connection state, errors
   bool record_latency = false;              // also the upstream latency histogram (admin.metrics)
+  UpstreamGuard* guard = nullptr;           // the circuit breaker hears every reply and failure
+  unsigned guard_shard = 0;                 // the worker's index
 };
 
 class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnection>,
@@ -166,6 +170,7 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   void fail(std::string_view why, bool reconnect,
             std::optional<observability::UpstreamError> kind = observability::UpstreamError::Read);
   void fail_pending(std::string_view error_reply);
+  void feed_breaker(observability::UpstreamError kind);
   void schedule_reconnect();
   // Handshake and SELECT replies.
   void on_reply(std::uint64_t cookie, std::string_view reply, const resp::ReplyInfo& info) override;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -148,7 +149,39 @@ rules:
 policy_limits:
   negative_cache_max_entries: 5000
   lease_max_keys: 700
+rate_limit:
+  identity: client_name
+  rate: 500
+  burst: 800
+  write_rate: 50
+  write_burst: 20
+  max_delay: 25ms
+  idle_expiry: 5m
+  overrides:
+    - identity: batch-job
+      rate: 5000
+      burst: 10000
+    - identity: reports
+      rate: 0
+breaker:
+  enabled: true
+  failure_threshold: 0
+  failure_ratio_percent: 40
+  window: 30s
+  min_requests: 50
+  open_for: 2s
+  probes: 1
+health_check:
+  enabled: false
+  interval: 2s
+  timeout: 250ms
+  rise: 1
+  fall: 5
 )";
+
+RateLimitOverride make_override(std::string identity, unsigned rate, unsigned burst = 0) {
+  return RateLimitOverride{std::move(identity), RateLimitRule{rate, burst}};
+}
 
 // --- defaults ---------------------------------------------------------------------------
 
@@ -160,6 +193,11 @@ TEST(ConfigDefaults, MatchTheDocumentedValues) {
   EXPECT_EQ(c.upstream.request_timeout, Millis(5000));
   EXPECT_EQ(c.log.level, "info");
   EXPECT_EQ(c.protocol.max_bulk_len, 512u * 1024 * 1024);
+  EXPECT_EQ(c.rate_limit.identity, "source_ip");
+  EXPECT_EQ(c.rate_limit.limit, (RateLimitRule{0, 0}));
+  EXPECT_TRUE(c.rate_limit.overrides.empty());
+  EXPECT_FALSE(c.breaker.enabled);
+  EXPECT_TRUE(c.health_check.enabled);
   EXPECT_NO_THROW(validate(c));
 }
 
@@ -236,6 +274,25 @@ TEST(ConfigLoad, EveryOptionIsRead) {
   EXPECT_EQ(c.rules[1].db, std::nullopt);
   EXPECT_TRUE(c.rules[1].coalesce);
   EXPECT_FALSE(c.rules[1].jitter || c.rules[1].negative_cache || c.rules[1].lease);
+  EXPECT_EQ(c.rate_limit.identity, "client_name");
+  EXPECT_EQ(c.rate_limit.limit, (RateLimitRule{500, 800}));
+  EXPECT_EQ(c.rate_limit.write_limit, (RateLimitRule{50, 20}));
+  EXPECT_EQ(c.rate_limit.max_delay, Millis(25));
+  EXPECT_EQ(c.rate_limit.idle_expiry, Millis(300'000));
+  EXPECT_EQ(c.rate_limit.overrides,
+            (std::vector{make_override("batch-job", 5000, 10000), make_override("reports", 0)}));
+  EXPECT_TRUE(c.breaker.enabled);
+  EXPECT_EQ(c.breaker.failure_threshold, 0u);
+  EXPECT_EQ(c.breaker.failure_ratio_percent, 40u);
+  EXPECT_EQ(c.breaker.window, Millis(30'000));
+  EXPECT_EQ(c.breaker.min_requests, 50u);
+  EXPECT_EQ(c.breaker.open_for, Millis(2000));
+  EXPECT_EQ(c.breaker.probes, 1u);
+  EXPECT_FALSE(c.health_check.enabled);
+  EXPECT_EQ(c.health_check.interval, Millis(2000));
+  EXPECT_EQ(c.health_check.timeout, Millis(250));
+  EXPECT_EQ(c.health_check.rise, 1u);
+  EXPECT_EQ(c.health_check.fall, 5u);
 }
 
 // Adding an option to the schema fails here until kEveryOption (and the checks above) cover it.
@@ -266,6 +323,19 @@ TEST(ConfigLoad, ConfigEqualityComparesEveryOption) {
   EXPECT_TRUE(same_rules == other);
   same_rules.rules[0].jitter = JitterConfig{};
   EXPECT_FALSE(same_rules == other);
+  other = base;
+  other.breaker.probes = 9;
+  EXPECT_FALSE(base == other);
+  other = base;
+  other.rate_limit.write_limit.burst = 9;
+  EXPECT_FALSE(base == other);
+  other = base;
+  other.rate_limit.overrides.push_back(make_override("10.0.0.7", 5));
+  EXPECT_FALSE(base == other);
+  Config same_overrides = other;
+  EXPECT_TRUE(same_overrides == other);
+  same_overrides.rate_limit.overrides[0].limit.burst = 1;
+  EXPECT_FALSE(same_overrides == other);
   EXPECT_TRUE(load_string(kEveryOption) == load_string(kEveryOption));
 }
 
@@ -604,6 +674,11 @@ TEST(ConfigFile, DefaultConfigFileEqualsTheDefaults) {
         "#     negative_cache:", "#       ttl:", "#     lease:", "#       wait:"}) {
     EXPECT_NE(text.find(line), std::string::npos) << line;
   }
+  // No rate limit overrides either, but a commented example.
+  EXPECT_NE(text.find("  overrides: []\n"), std::string::npos);
+  for (const char* line : {"#   - identity:", "#     rate:", "#     burst:"}) {
+    EXPECT_NE(text.find(line), std::string::npos) << line;
+  }
 }
 
 TEST(ConfigFile, AllPoliciesExampleTurnsOnEveryPolicyForEveryKey) {
@@ -627,14 +702,46 @@ TEST(ConfigFile, AllPoliciesExampleTurnsOnEveryPolicyForEveryKey) {
   EXPECT_TRUE(c == expected);
 }
 
+// The file users copy to turn the protection on: the limits, breaker and health checks the
+// docs describe, and nothing else changed.
+TEST(ConfigFile, ProtectionExampleSetsProductionStartingValues) {
+  const std::filesystem::path path = kRepoRoot / "config/examples/protection.yaml";
+  const Config c = load_file(path.string());
+  EXPECT_EQ(c.rate_limit.identity, "source_ip");
+  EXPECT_EQ(c.rate_limit.limit, (RateLimitRule{1000, 1000}));
+  EXPECT_EQ(c.rate_limit.write_limit, (RateLimitRule{0, 0}));
+  EXPECT_EQ(c.rate_limit.max_delay, Millis(0));
+  EXPECT_EQ(c.rate_limit.overrides, (std::vector{make_override("192.0.2.10", 5000, 5000)}));
+  EXPECT_TRUE(c.breaker.enabled);
+  EXPECT_EQ(c.breaker.failure_threshold, 5u);
+  EXPECT_EQ(c.breaker.failure_ratio_percent, 50u);
+  EXPECT_EQ(c.breaker.window, Millis(10'000));
+  EXPECT_EQ(c.breaker.min_requests, 20u);
+  EXPECT_EQ(c.breaker.open_for, Millis(5000));
+  EXPECT_EQ(c.breaker.probes, 3u);
+  EXPECT_TRUE(c.health_check.enabled);
+  EXPECT_EQ(c.health_check.interval, Millis(1000));
+  EXPECT_EQ(c.health_check.timeout, Millis(500));
+  EXPECT_EQ(c.health_check.rise, 2u);
+  EXPECT_EQ(c.health_check.fall, 3u);
+  // Everything else is the default.
+  Config expected;
+  expected.rate_limit = c.rate_limit;
+  expected.breaker = c.breaker;
+  expected.health_check = c.health_check;
+  EXPECT_TRUE(c == expected);
+}
+
 TEST(ConfigFile, EveryExampleLoads) {
-  int examples = 0;
+  std::vector<std::string> examples;
   for (const auto& entry : std::filesystem::directory_iterator(kRepoRoot / "config/examples")) {
     if (entry.path().extension() != ".yaml") continue;
-    ++examples;
+    examples.push_back(entry.path().filename().string());
     EXPECT_NO_THROW(load_file(entry.path().string())) << entry.path();
   }
-  EXPECT_GE(examples, 1);
+  for (const char* name : {"all-policies.yaml", "protection.yaml"}) {
+    EXPECT_NE(std::find(examples.begin(), examples.end(), name), examples.end()) << name;
+  }
 }
 
 // docs/configuration.md embeds reference_markdown() verbatim, so the docs never drift from the
@@ -668,7 +775,7 @@ TEST(ConfigReference, EveryKeyHasOneRowInLayoutOrder) {
   const std::vector<std::string> keys = reference_keys();
   ASSERT_GE(keys.size(), 25u);
   EXPECT_EQ(keys.front(), "listen");
-  EXPECT_EQ(keys.back(), "policy_limits.lease_max_keys");
+  EXPECT_EQ(keys.back(), "health_check.fall");
   for (std::size_t i = 0; i < keys.size(); ++i) {
     for (std::size_t j = i + 1; j < keys.size(); ++j) EXPECT_NE(keys[i], keys[j]);
   }
@@ -907,6 +1014,274 @@ TEST(Validate, ChecksRulesSetInCode) {
             "change nothing");
 }
 
+// --- rate limits, breaker, health checks -----------------------------------------------
+
+TEST(ConfigRateLimit, NoOverridesByDefault) {
+  EXPECT_TRUE(load_string("rate_limit:\n  overrides:\n").rate_limit.overrides.empty());
+  EXPECT_TRUE(load_string("rate_limit:\n  overrides: []\n").rate_limit.overrides.empty());
+  EXPECT_TRUE(
+      load_string("rate_limit:\n  overrides:\n  #  - identity: a\n").rate_limit.overrides.empty());
+}
+
+TEST(ConfigRateLimit, OverridesKeepTheirOrderAndBurstIsOptional) {
+  const Config c = load_string(
+      "rate_limit:\n"
+      "  rate: 100\n"
+      "  overrides:\n"
+      "    - identity: \"10.0.0.7\"\n"
+      "      rate: 5000\n"
+      "      burst: 10000\n"
+      "    - {identity: 10.0.0.8, rate: 0}\n"
+      "    - identity: 10.0.0.9\n"
+      "      burst: 3\n"
+      "      rate: 7\n");
+  EXPECT_EQ(c.rate_limit.limit, (RateLimitRule{100, 0}));
+  EXPECT_EQ(c.rate_limit.overrides,
+            (std::vector{make_override("10.0.0.7", 5000, 10000), make_override("10.0.0.8", 0),
+                         make_override("10.0.0.9", 7, 3)}));
+}
+
+TEST(ConfigRateLimit, FlowStyleSection) {
+  const Config c = load_string(
+      "rate_limit: {identity: USER, rate: 10, overrides: [{identity: reports, rate: 1}]}\n");
+  EXPECT_EQ(c.rate_limit.identity, "user");
+  EXPECT_EQ(c.rate_limit.limit.rate, 10u);
+  EXPECT_EQ(c.rate_limit.overrides, (std::vector{make_override("reports", 1)}));
+}
+
+// Peers are matched by the text of their address, so overrides are stored in that form,
+// whatever order the file sets rate_limit.identity in.
+TEST(ConfigRateLimit, AddressesAreStoredInCanonicalForm) {
+  Config c = load_string(
+      "rate_limit:\n"
+      "  overrides:\n"
+      "    - {identity: \"2001:DB8:0:0::7\", rate: 1}\n"
+      "    - {identity: \"::1\", rate: 1}\n"
+      "  identity: source_ip\n");
+  EXPECT_EQ(c.rate_limit.overrides[0].identity, "2001:db8::7");
+  EXPECT_EQ(c.rate_limit.overrides[1].identity, "::1");
+  // Names are taken as written.
+  c = load_string(
+      "rate_limit:\n  overrides: [{identity: Batch-Job, rate: 1}]\n  identity: "
+      "client_name\n");
+  EXPECT_EQ(c.rate_limit.overrides[0].identity, "Batch-Job");
+}
+
+TEST(ConfigRateLimit, ZeroMeansNoLimit) {
+  const Config c = load_string("rate_limit:\n  rate: 0\n  burst: 0\n  max_delay: 0\n");
+  EXPECT_EQ(c.rate_limit.limit, (RateLimitRule{0, 0}));
+  EXPECT_EQ(c.rate_limit.max_delay, Millis(0));
+  EXPECT_EQ(load_string("rate_limit:\n  idle_expiry: 1s\n").rate_limit.idle_expiry, Millis(1000));
+}
+
+TEST(ConfigRateLimitErrors, OptionRanges) {
+  EXPECT_EQ(load_error("rate_limit:\n  identity: ip\n"),
+            "respguard.yaml:2: rate_limit.identity: expected one of source_ip, client_name, user, "
+            "got 'ip'");
+  EXPECT_EQ(load_error("rate_limit:\n  idle_expiry: 500ms\n"),
+            "respguard.yaml:2: rate_limit.idle_expiry: must be at least 1s, got '500ms'");
+  EXPECT_EQ(load_error("rate_limit:\n  rate: -5\n"),
+            "respguard.yaml:2: rate_limit.rate: expected a non-negative integer, got '-5'");
+  EXPECT_EQ(load_error("rate_limit:\n  burst: 4294967296\n"),
+            "respguard.yaml:2: rate_limit.burst: must be at most 4294967295, got '4294967296'");
+  EXPECT_EQ(load_error("rate_limit:\n  max_delay: 20\n"),
+            "respguard.yaml:2: rate_limit.max_delay: expected a duration with a unit such as 20ms "
+            "or 20s (a plain number is ambiguous), got '20'");
+  EXPECT_EQ(load_error("rate_limit:\n  burts: 5\n"),
+            "respguard.yaml:2: rate_limit.burts: unknown key (did you mean 'rate_limit.burst'?)");
+  EXPECT_EQ(load_error("rate_limit:\n  overides: []\n"),
+            "respguard.yaml:2: rate_limit.overides: unknown key (did you mean "
+            "'rate_limit.overrides'?)");
+  EXPECT_EQ(load_error("overrides: []\n"),
+            "respguard.yaml:1: overrides: unknown key (did you mean 'rate_limit.overrides'?)");
+}
+
+TEST(ConfigRateLimitErrors, UnknownOverrideKeySuggests) {
+  const std::string head = "rate_limit:\n  overrides:\n    - identity: \"10.0.0.7\"\n";
+  EXPECT_EQ(load_error(head + "      rat: 5\n"),
+            "respguard.yaml:4: rate_limit.overrides[0].rat: unknown key (did you mean "
+            "'rate_limit.overrides[0].rate'?)");
+  EXPECT_EQ(load_error(head + "      rate: 5\n    - identity: b\n      rate: 1\n      brust: 2\n"),
+            "respguard.yaml:7: rate_limit.overrides[1].brust: unknown key (did you mean "
+            "'rate_limit.overrides[1].burst'?)");
+  EXPECT_EQ(load_error(head + "      rate: 5\n      write_rate: 1\n"),
+            "respguard.yaml:5: rate_limit.overrides[0].write_rate: unknown key");
+}
+
+TEST(ConfigRateLimitErrors, DuplicateIdentityNamesTheFirst) {
+  EXPECT_EQ(load_error("rate_limit:\n"
+                       "  overrides:\n"
+                       "    - identity: \"10.0.0.7\"\n"
+                       "      rate: 5\n"
+                       "    - identity: 10.0.0.7\n"
+                       "      rate: 6\n"),
+            "respguard.yaml:5: rate_limit.overrides[1].identity: duplicate identity '10.0.0.7', "
+            "already in rate_limit.overrides[0]; one identity has one limit");
+  // The same address written two ways is the same client.
+  EXPECT_EQ(load_error("rate_limit:\n"
+                       "  overrides:\n"
+                       "    - {identity: \"::1\", rate: 1}\n"
+                       "    - {identity: a, rate: 1}\n"
+                       "    - {identity: \"0:0::1\", rate: 2}\n"
+                       "  identity: source_ip\n"),
+            "respguard.yaml:4: rate_limit.overrides[1].identity: expected an IP address such as "
+            "10.0.0.7 or 2001:db8::7, as rate_limit.identity is source_ip, got 'a'");
+  EXPECT_EQ(load_error("rate_limit:\n"
+                       "  overrides:\n"
+                       "    - {identity: \"::1\", rate: 1}\n"
+                       "    - {identity: \"0:0::1\", rate: 2}\n"),
+            "respguard.yaml:4: rate_limit.overrides[1].identity: duplicate identity '::1', "
+            "already in rate_limit.overrides[0]; one identity has one limit");
+  // Names are case-sensitive, like Redis's.
+  EXPECT_NO_THROW(
+      load_string("rate_limit:\n  identity: user\n  overrides:\n"
+                  "    - {identity: app, rate: 1}\n    - {identity: App, rate: 1}\n"));
+}
+
+TEST(ConfigRateLimitErrors, IdentityMustFitTheKind) {
+  EXPECT_EQ(load_error("rate_limit:\n  overrides:\n    - identity: batch-job\n      rate: 5\n"),
+            "respguard.yaml:3: rate_limit.overrides[0].identity: expected an IP address such as "
+            "10.0.0.7 or 2001:db8::7, as rate_limit.identity is source_ip, got 'batch-job'");
+  EXPECT_EQ(load_error("rate_limit:\n  overrides:\n    - {identity: 10.0.0.0/8, rate: 5}\n"),
+            "respguard.yaml:3: rate_limit.overrides[0].identity: expected an IP address such as "
+            "10.0.0.7 or 2001:db8::7, as rate_limit.identity is source_ip, got '10.0.0.0/8' (one "
+            "address per override: ranges are not supported)");
+  for (std::string_view bad : {"10.0.0.7:6379", "[::1]", "010.0.0.7", "localhost"}) {
+    EXPECT_NE(load_error("rate_limit:\n  overrides:\n    - {identity: \"" + std::string(bad) +
+                         "\", rate: 5}\n")
+                  .find("expected an IP address"),
+              std::string::npos)
+        << bad;
+  }
+  EXPECT_EQ(load_error("rate_limit:\n  identity: client_name\n  overrides:\n"
+                       "    - {identity: \"batch job\", rate: 5}\n"),
+            "respguard.yaml:4: rate_limit.overrides[0].identity: Redis allows only printable "
+            "ASCII without spaces in client names, so no client can be named 'batch job'");
+  EXPECT_EQ(load_error("rate_limit:\n  identity: user\n  overrides:\n"
+                       "    - {identity: \"ops team\", rate: 5}\n"),
+            "respguard.yaml:4: rate_limit.overrides[0].identity: Redis allows no spaces in user "
+            "names, so no user can be named 'ops team'");
+  EXPECT_EQ(load_error("rate_limit:\n  overrides:\n    - {identity: \"\", rate: 5}\n"),
+            "respguard.yaml:3: rate_limit.overrides[0].identity: must not be empty; write the "
+            "exact source_ip value to limit");
+}
+
+TEST(ConfigRateLimitErrors, OverrideShape) {
+  EXPECT_EQ(load_error("rate_limit:\n  overrides:\n    - rate: 5\n"),
+            "respguard.yaml:3: rate_limit.overrides[0]: missing identity: the exact source_ip, "
+            "client_name or user value (as rate_limit.identity says) this limit is for");
+  EXPECT_EQ(load_error("rate_limit:\n  overrides:\n    - identity: 10.0.0.7\n      burst: 5\n"),
+            "respguard.yaml:3: rate_limit.overrides[0]: missing rate: this identity's requests "
+            "per second (0 = no limit)");
+  EXPECT_EQ(load_error("rate_limit:\n  overrides:\n    - {identity: 10.0.0.7, rate: fast}\n"),
+            "respguard.yaml:3: rate_limit.overrides[0].rate: expected a non-negative integer, got "
+            "'fast'");
+  EXPECT_EQ(load_error("rate_limit:\n  overrides:\n    - identity: 10.0.0.7\n      rate: "
+                       "99999999999\n"),
+            "respguard.yaml:4: rate_limit.overrides[0].rate: must be at most 4294967295, got "
+            "'99999999999'");
+  EXPECT_EQ(load_error("rate_limit:\n  overrides:\n    - identity: 10.0.0.7\n      rate:\n"),
+            "respguard.yaml:4: rate_limit.overrides[0].rate: no value; expected a non-negative "
+            "integer");
+  EXPECT_EQ(load_error("rate_limit:\n  overrides:\n    - identity: [a, b]\n      rate: 1\n"),
+            "respguard.yaml:3: rate_limit.overrides[0].identity: expected a client identity such "
+            "as \"10.0.0.7\", got a list");
+  EXPECT_EQ(load_error("rate_limit:\n  overrides: 10.0.0.7\n"),
+            "respguard.yaml:2: rate_limit.overrides: expected a list of overrides, each starting "
+            "with \"- identity: ...\", got '10.0.0.7'");
+  EXPECT_EQ(load_error("rate_limit:\n  overrides:\n    identity: 10.0.0.7\n"),
+            "respguard.yaml:2: rate_limit.overrides: expected a list of overrides, each starting "
+            "with \"- identity: ...\", got a mapping");
+  EXPECT_EQ(load_error("rate_limit:\n  overrides:\n    - 10.0.0.7\n"),
+            "respguard.yaml:3: rate_limit.overrides[0]: expected an override (identity:, rate: "
+            "and optionally burst:, as indented key: value lines), got '10.0.0.7'");
+  EXPECT_EQ(load_error("rate_limit:\n  overrides:\n    - identity: 10.0.0.7\n      rate: 1\n"
+                       "      rate: 2\n"),
+            "respguard.yaml:5: rate_limit.overrides[0].rate: duplicate key (first set on line 4)");
+  EXPECT_EQ(load_error("rate_limit:\n  overrides: []\n  overrides: []\n"),
+            "respguard.yaml:3: rate_limit.overrides: duplicate key (first set on line 2)");
+}
+
+TEST(ConfigBreaker, RangesNameFileLineAndKey) {
+  EXPECT_EQ(load_error("breaker:\n  failure_ratio_percent: 150\n"),
+            "respguard.yaml:2: breaker.failure_ratio_percent: must be at most 100, got '150'");
+  EXPECT_EQ(load_string("breaker:\n  failure_ratio_percent: 100\n").breaker.failure_ratio_percent,
+            100u);
+  EXPECT_EQ(load_error("breaker:\n  window: 0\n"),
+            "respguard.yaml:2: breaker.window: must be greater than 0, got '0'");
+  EXPECT_EQ(load_error("breaker:\n  open_for: 0s\n"),
+            "respguard.yaml:2: breaker.open_for: must be greater than 0, got '0s'");
+  EXPECT_EQ(load_error("breaker:\n  probes: 0\n"),
+            "respguard.yaml:2: breaker.probes: must be greater than 0, got '0'");
+  EXPECT_EQ(load_error("breaker:\n  enabled: yes\n"),
+            "respguard.yaml:2: breaker.enabled: expected true or false, got 'yes'");
+}
+
+// Both triggers off would leave an enabled breaker that can never open.
+TEST(ConfigBreaker, EnabledNeedsATrigger) {
+  const std::string reason =
+      "true, but breaker.failure_threshold and breaker.failure_ratio_percent are both 0, so the "
+      "breaker could never open";
+  EXPECT_EQ(load_error("breaker:\n  enabled: true\n  failure_threshold: 0\n"),
+            "respguard.yaml:2: breaker.enabled: " + reason);
+  EXPECT_NO_THROW(load_string("breaker:\n  enabled: false\n  failure_threshold: 0\n"));
+  EXPECT_NO_THROW(load_string(
+      "breaker:\n  enabled: true\n  failure_threshold: 0\n  failure_ratio_percent: 50\n"));
+  Config c;
+  c.breaker.enabled = true;
+  c.breaker.failure_threshold = 0;
+  EXPECT_EQ(validate_error(c), "breaker.enabled: " + reason);
+}
+
+TEST(ConfigHealthCheck, RangesNameFileLineAndKey) {
+  EXPECT_EQ(load_error("health_check:\n  interval: 0\n"),
+            "respguard.yaml:2: health_check.interval: must be greater than 0, got '0'");
+  EXPECT_EQ(load_error("health_check:\n  timeout: 0ms\n"),
+            "respguard.yaml:2: health_check.timeout: must be greater than 0, got '0ms'");
+  EXPECT_EQ(load_error("health_check:\n  rise: 0\n"),
+            "respguard.yaml:2: health_check.rise: must be greater than 0, got '0'");
+  EXPECT_EQ(load_error("health_check:\n  fall: 0\n"),
+            "respguard.yaml:2: health_check.fall: must be greater than 0, got '0'");
+  EXPECT_EQ(load_error("health_check:\n  interval: 1s\n  fal: 2\n"),
+            "respguard.yaml:3: health_check.fal: unknown key (did you mean 'health_check.fall'?)");
+  // Unusual but well defined, so allowed: a check fails when its PING is later than timeout.
+  const Config c = load_string("health_check:\n  interval: 500ms\n  timeout: 2s\n");
+  EXPECT_EQ(c.health_check.timeout, Millis(2000));
+}
+
+TEST(Validate, ChecksOverridesSetInCode) {
+  Config c;
+  c.rate_limit.overrides = {make_override("10.0.0.7", 5), make_override("10.0.0.8", 5)};
+  EXPECT_EQ(validate_error(c), "(no error)");
+  c.rate_limit.overrides[1].identity = "10.0.0.7";
+  EXPECT_EQ(validate_error(c),
+            "rate_limit.overrides[1].identity: duplicate identity '10.0.0.7', already in "
+            "rate_limit.overrides[0]; one identity has one limit");
+  c.rate_limit.overrides[1].identity = "batch-job";
+  EXPECT_EQ(validate_error(c),
+            "rate_limit.overrides[1].identity: expected an IP address such as 10.0.0.7 or "
+            "2001:db8::7, as rate_limit.identity is source_ip, got 'batch-job'");
+  c.rate_limit.identity = "client_name";
+  c.rate_limit.overrides[0].identity = "";
+  EXPECT_EQ(validate_error(c),
+            "rate_limit.overrides[0].identity: must not be empty; write the exact client_name "
+            "value to limit");
+  c.rate_limit.overrides[0].identity = "reports";
+  EXPECT_EQ(validate_error(c), "(no error)");
+  c.rate_limit.identity = "ip";
+  EXPECT_EQ(validate_error(c),
+            "rate_limit.identity: expected one of source_ip, client_name, user, got 'ip'");
+  c = Config{};
+  c.rate_limit.idle_expiry = Millis(999);
+  EXPECT_EQ(validate_error(c), "rate_limit.idle_expiry: must be at least 1s, got '999ms'");
+  c = Config{};
+  c.breaker.failure_ratio_percent = 101;
+  EXPECT_EQ(validate_error(c), "breaker.failure_ratio_percent: must be at most 100, got '101'");
+  c = Config{};
+  c.health_check.interval = Millis(0);
+  EXPECT_EQ(validate_error(c), "health_check.interval: must be greater than 0, got '0'");
+}
+
 // --- text forms -----------------------------------------------------------------------------
 
 TEST(ParseSize, AcceptsBytesAndBinaryUnitsInAnyCase) {
@@ -1032,6 +1407,16 @@ TEST(SetOption, UsesTheFileSyntaxAndRange) {
   EXPECT_EQ(parse_error([&](std::string_view v) { set_option(c, "workers", v); }, "300"),
             "must be at most 256, got '300'");
   EXPECT_TRUE(c == before) << "a rejected value must not be stored";
+  set_option(c, "rate_limit.identity", "Client_Name");
+  set_option(c, "rate_limit.burst", "200");
+  set_option(c, "health_check.timeout", "250ms");
+  EXPECT_EQ(c.rate_limit.identity, "client_name");
+  EXPECT_EQ(c.rate_limit.limit.burst, 200u);
+  EXPECT_EQ(c.health_check.timeout, Millis(250));
+  EXPECT_EQ(
+      parse_error([&](std::string_view v) { set_option(c, "breaker.failure_ratio_percent", v); },
+                  "101"),
+      "must be at most 100, got '101'");
 }
 
 TEST(SetOption, UnknownKeySuggests) {
