@@ -13,30 +13,26 @@ using TimePoint = std::chrono::steady_clock::time_point;
 
 // One remembered absence. The list node owns the key bytes; the index refers to them.
 struct Node {
+  std::string dk;  // "db\0key"
+  std::size_t hash;
   int db;
-  std::string key;
   TimePoint expires;
 };
 
 using Lru = std::list<Node>;  // front: most recently used
 
-// The index key: views into a Node's key. std::list nodes never move, and neither does the
-// character buffer of a std::string that is not modified (for short keys it lives inside the
-// node itself), so the view stays valid as long as the node. Looking up by a KeyRef built from
-// the caller's string_view needs no copy and no allocation.
+// The index key: a view of a Node's key and its hash. std::list nodes never move, and neither
+// does the character buffer of a std::string that is not modified (for short keys it lives
+// inside the node itself), so the view stays valid as long as the node. Lookups build a KeyRef
+// from the caller's HashedKey: no copy, no allocation, no second hash.
 struct KeyRef {
-  int db;
-  std::string_view key;
-  bool operator==(const KeyRef&) const = default;
+  std::string_view dk;
+  std::size_t hash;
+  bool operator==(const KeyRef& o) const { return dk == o.dk; }
 };
 
-std::size_t hash_key(int db, std::string_view key) {
-  const std::size_t h = std::hash<std::string_view>{}(key);
-  return h ^ (static_cast<std::size_t>(static_cast<unsigned>(db)) * 0x9e3779b97f4a7c15ull);
-}
-
 struct KeyRefHash {
-  std::size_t operator()(const KeyRef& k) const { return hash_key(k.db, k.key); }
+  std::size_t operator()(const KeyRef& k) const { return k.hash; }
 };
 
 }  // namespace
@@ -69,20 +65,20 @@ NegativeCache::NegativeCache(std::size_t max_entries, Clock clock, std::size_t s
 
 NegativeCache::~NegativeCache() = default;
 
-NegativeCache::Stripe& NegativeCache::stripe_for(int db, std::string_view key) {
+NegativeCache::Stripe& NegativeCache::stripe_for(const HashedKey& dk) {
   // The stripe comes from the high bits (mixed again), the map's buckets from the low ones, so
   // keys of one stripe still spread over that stripe's buckets.
-  const std::size_t h = hash_key(db, key) * 0xff51afd7ed558ccdull;
+  const std::size_t h = dk.hash * 0xff51afd7ed558ccdull;
   return stripes_[(h >> 32) % stripe_count_];
 }
 
-void NegativeCache::remember(int db, std::string_view key, std::chrono::milliseconds ttl) {
+void NegativeCache::remember(HashedKey dk, std::chrono::milliseconds ttl) {
   if (per_stripe_ == 0 || ttl.count() <= 0) return;  // disabled, or nothing to remember
   const TimePoint now = clock_();  // outside the lock: the clock may be slow, the lock is shared
   const TimePoint expires = now + ttl;
-  Stripe& s = stripe_for(db, key);
+  Stripe& s = stripe_for(dk);
   std::lock_guard lock(s.mutex);
-  if (auto it = s.index.find(KeyRef{db, key}); it != s.index.end()) {
+  if (auto it = s.index.find(KeyRef{dk.dk, dk.hash}); it != s.index.end()) {
     it->second->expires = expires;
     s.lru.splice(s.lru.begin(), s.lru, it->second);
     return;
@@ -91,34 +87,40 @@ void NegativeCache::remember(int db, std::string_view key, std::chrono::millisec
     const Node& oldest = s.lru.back();
     // An entry that had expired anyway is not an eviction: nothing useful was lost.
     if (oldest.expires > now) ++s.evictions;
-    s.erase(s.index.find(KeyRef{oldest.db, oldest.key}));
+    s.erase(s.index.find(KeyRef{oldest.dk, oldest.hash}));
+    count_.fetch_sub(1, std::memory_order_release);
   }
-  s.lru.push_front(Node{db, std::string(key), expires});
-  s.index.emplace(KeyRef{db, s.lru.front().key}, s.lru.begin());
+  s.lru.push_front(Node{std::string(dk.dk), dk.hash, db_of(dk.dk), expires});
+  s.index.emplace(KeyRef{s.lru.front().dk, dk.hash}, s.lru.begin());
+  count_.fetch_add(1, std::memory_order_release);
 }
 
-bool NegativeCache::contains(int db, std::string_view key) {
-  if (per_stripe_ == 0) return false;
+bool NegativeCache::contains(HashedKey dk) {
+  if (empty()) return false;
   const TimePoint now = clock_();
-  Stripe& s = stripe_for(db, key);
+  Stripe& s = stripe_for(dk);
   std::lock_guard lock(s.mutex);
-  auto it = s.index.find(KeyRef{db, key});
+  auto it = s.index.find(KeyRef{dk.dk, dk.hash});
   if (it == s.index.end()) return false;
   // Expiry is checked here rather than by a sweeper: an expired entry costs memory only until it
   // is looked up again or pushed out of its stripe by newer ones.
   if (it->second->expires <= now) {
     s.erase(it);
+    count_.fetch_sub(1, std::memory_order_release);
     return false;
   }
   s.lru.splice(s.lru.begin(), s.lru, it->second);
   return true;
 }
 
-void NegativeCache::forget(int db, std::string_view key) {
-  if (per_stripe_ == 0) return;
-  Stripe& s = stripe_for(db, key);
+void NegativeCache::forget(HashedKey dk) {
+  if (empty()) return;
+  Stripe& s = stripe_for(dk);
   std::lock_guard lock(s.mutex);
-  if (auto it = s.index.find(KeyRef{db, key}); it != s.index.end()) s.erase(it);
+  if (auto it = s.index.find(KeyRef{dk.dk, dk.hash}); it != s.index.end()) {
+    s.erase(it);
+    count_.fetch_sub(1, std::memory_order_release);
+  }
 }
 
 void NegativeCache::clear_db(int db) {
@@ -127,7 +129,10 @@ void NegativeCache::clear_db(int db) {
     std::lock_guard lock(s.mutex);
     for (auto node = s.lru.begin(); node != s.lru.end();) {
       auto next = std::next(node);
-      if (node->db == db) s.erase(s.index.find(KeyRef{node->db, node->key}));
+      if (node->db == db) {
+        s.erase(s.index.find(KeyRef{node->dk, node->hash}));
+        count_.fetch_sub(1, std::memory_order_release);
+      }
       node = next;
     }
   }
@@ -137,6 +142,7 @@ void NegativeCache::clear() {
   for (std::size_t i = 0; i < stripe_count_; ++i) {
     Stripe& s = stripes_[i];
     std::lock_guard lock(s.mutex);
+    count_.fetch_sub(s.index.size(), std::memory_order_release);
     s.index.clear();
     s.lru.clear();
   }

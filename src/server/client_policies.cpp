@@ -25,12 +25,6 @@ int value_arg(const resp::CommandInfo& info) {
   return -1;
 }
 
-// Parses "db\0key" back.
-std::pair<int, std::string_view> split_dk(std::string_view dk) {
-  const std::size_t nul = dk.find('\0');
-  return {std::atoi(std::string(dk.substr(0, nul)).c_str()), dk.substr(nul + 1)};
-}
-
 bool has_option(std::span<const std::string_view> args, std::string_view option) {
   for (std::size_t i = 3; i < args.size(); ++i) {
     if (iequals(args[i], option)) return true;
@@ -70,7 +64,8 @@ bool ClientSession::policy_read(const resp::Command& cmd, const resp::CommandInf
   const config::RuleConfig& rc = rule.config;
   const std::string_view key = cmd.args[1];
   const auto now = LoopClock::now();
-  const std::string_view dk = policy::db_key(db_, key, dk_buf_);  // dk_buf_ is not reused below
+  // Hashed once: every table below is handed this hash.
+  const policy::HashedKey dk(policy::db_key(db_, key, dk_buf_));  // dk_buf_ not reused below
   const bool lease = !exists && rc.lease.has_value();
   const config::Millis wait = lease ? rc.lease->wait : config::Millis{0};
   out = Dispatch::Done;
@@ -79,9 +74,8 @@ bool ClientSession::policy_read(const resp::Command& cmd, const resp::CommandInf
     const std::uint64_t seq = waiting_slot();
     SlotHooks& h = slots_[seq % slots_.size()].hooks;
     h.flags = SlotHooks::kLeaseWaiting;
-    h.db = db_;
-    h.key.assign(key);
-    h.dk = dk;
+    h.dk.assign(dk.dk);
+    h.hash = dk.hash;
     h.token = token;
     h.lease_wait = wait;
     start_lease_wait(seq, wait);
@@ -89,7 +83,7 @@ bool ClientSession::policy_read(const resp::Command& cmd, const resp::CommandInf
   };
 
   // Someone else holds the lease: wait for their SET instead of reading.
-  if (lease) {
+  if (lease && !policies_.leases.empty()) {
     const std::uint64_t token = policies_.next_token.fetch_add(1);
     if (policies_.leases.wait_if_leased(dk, now, slot_ref(tail_seq_, token))) {
       wait_for_holder(token);
@@ -98,7 +92,7 @@ bool ClientSession::policy_read(const resp::Command& cmd, const resp::CommandInf
   }
 
   // Known absent.
-  if (rc.negative_cache && policies_.negative.contains(db_, key)) {
+  if (rc.negative_cache && policies_.negative.contains(dk)) {
     if (metrics_) metrics_->inc(Metric::NegativeCacheHits);
     if (exists) {
       reply_local(":0\r\n");
@@ -112,7 +106,7 @@ bool ClientSession::policy_read(const resp::Command& cmd, const resp::CommandInf
           wait_for_holder(token);
           return true;
         case policy::LeaseTable<SlotRef>::Miss::Granted:
-          grant_lease(dk, wait);
+          grant_lease(dk.dk, wait);
           break;
         case policy::LeaseTable<SlotRef>::Miss::NoLease:
           break;
@@ -126,9 +120,8 @@ bool ClientSession::policy_read(const resp::Command& cmd, const resp::CommandInf
 
   // To Redis, with follow-ups for the reply.
   next_hooks_.reset();
-  next_hooks_.db = db_;
-  next_hooks_.key.assign(key);
-  next_hooks_.dk = dk;
+  next_hooks_.dk.assign(dk.dk);
+  next_hooks_.hash = dk.hash;
   next_hooks_.write_gen = policies_.writes.now(dk);
   next_hooks_.write_gen_all = policies_.writes.all();
   if (rc.negative_cache) {
@@ -145,10 +138,11 @@ bool ClientSession::policy_read(const resp::Command& cmd, const resp::CommandInf
       return false;  // forward() stalls; we come back here afterwards
     }
     std::uint64_t flight = 0;
-    switch (policies_.flights.begin(dk, slot_ref(tail_seq_), flight)) {
+    const std::uint64_t seq = tail_seq_;
+    auto make_waiter = [this, seq] { return slot_ref(seq); };  // only if it joins
+    switch (policies_.flights.begin(dk, make_waiter, flight)) {
       case policy::FlightTable<SlotRef>::Role::Joined: {
-        const std::uint64_t seq = waiting_slot();
-        SlotHooks& h = slots_[seq % slots_.size()].hooks;
+        SlotHooks& h = slots_[waiting_slot() % slots_.size()].hooks;
         std::swap(h, next_hooks_);
         h.flags &= SlotHooks::kLeaseGet;  // the leader learns and shares; a nil is our miss too
         next_hooks_.reset();
@@ -189,24 +183,21 @@ void ClientSession::policy_write(const resp::Command& cmd, const resp::CommandIn
     const policy::Rule* rule = policies_.rules.match(e.db, e.key);
     if (rule == nullptr) continue;
     const config::RuleConfig& rc = rule->config;
-    if (rc.negative_cache) policies_.negative.forget(e.db, e.key);
     if (!rc.coalesce && !rc.lease && !rc.negative_cache) continue;
-    const std::string_view dk = policy::db_key(e.db, e.key, dk_buf_);
+    const policy::HashedKey dk(policy::db_key(e.db, e.key, dk_buf_));
+    if (rc.negative_cache) policies_.negative.forget(dk);
     // Forgotten now and again when Redis answers: a GET racing the write proves nothing.
     policies_.writes.tick(dk);
-    h.written_dks.emplace_back(dk);
+    if (rc.coalesce) policies_.flights.write_begin(dk);
+    h.add_written(dk, rc.coalesce);
     h.flags |= SlotHooks::kWriteEnd;
-    if (rc.coalesce) {
-      policies_.flights.write_begin(dk);
-      h.write_dks.emplace_back(dk);
-      h.flags |= SlotHooks::kWriteEnd;
-    }
     if (rc.lease && !(h.flags & (SlotHooks::kLeaseFulfill | SlotHooks::kLeaseEnd)) &&
         policies_.leases.leased(dk)) {
       // One leased key per command: the common SET; a multi-key DEL ends the first one's lease
       // and the others lapse after lease.wait.
       const int arg = value_arg(info);
-      h.dk = dk;
+      h.dk.assign(dk.dk);
+      h.hash = dk.hash;
       h.lease_wait = rc.lease->wait;
       // Whether a conditional write wrote shows only in its own reply, which EXEC buries in
       // an array, and SET .. GET answers the old value instead: those end the lease.
@@ -267,7 +258,7 @@ bool ClientSession::run_hooks(Slot& slot, std::uint64_t cookie, std::string_view
         break;
     }
     if ((flags & SlotHooks::kLeaseFulfill) && written) {
-      policies_.leases.fulfill(h.dk, wake_);
+      policies_.leases.fulfill(h.key(), wake_);
       if (!wake_.empty()) {
         auto bulk = std::make_shared<std::string>();
         resp::write_bulk(*bulk, *h.value);
@@ -282,7 +273,7 @@ bool ClientSession::run_hooks(Slot& slot, std::uint64_t cookie, std::string_view
       std::erase_if(held_leases_, [&](const auto& held) { return held.first == h.dk; });
     } else if (!info.is_error()) {
       // The key changed in a way that gives waiters no value: the next in line loads it.
-      policies_.leases.end(h.dk, 0, now, h.lease_wait, wake_);
+      policies_.leases.end(h.key(), 0, now, h.lease_wait, wake_);
       resp::ReplyInfo nil;
       nil.type = '_';
       nil.is_null = true;
@@ -290,13 +281,13 @@ bool ClientSession::run_hooks(Slot& slot, std::uint64_t cookie, std::string_view
     }
   }
   // A nil means "absent" only if no write of the key overtook the GET.
-  const bool fresh = info.is_null && policies_.writes.now(h.dk) == h.write_gen &&
+  const bool fresh = info.is_null && policies_.writes.now(h.key()) == h.write_gen &&
                      policies_.writes.all() == h.write_gen_all;
   bool done = true;
   if ((flags & SlotHooks::kLeaseGet) && fresh) {
     // A miss: this client loads the key from the database, or waits for whoever does.
     const std::uint64_t token = policies_.next_token.fetch_add(1);
-    switch (policies_.leases.on_miss(h.dk, now, h.lease_wait, slot_ref(cookie, token))) {
+    switch (policies_.leases.on_miss(h.key(), now, h.lease_wait, slot_ref(cookie, token))) {
       case policy::LeaseTable<SlotRef>::Miss::Granted:
         grant_lease(h.dk, h.lease_wait);
         break;
@@ -315,11 +306,11 @@ bool ClientSession::run_hooks(Slot& slot, std::uint64_t cookie, std::string_view
   // us rather than taking the lease.
   if (flags & SlotHooks::kFlightLeader) {
     wake_.clear();
-    policies_.flights.finish(h.dk, h.flight, wake_);
+    policies_.flights.finish(h.key(), h.flight, wake_);
     if (!wake_.empty()) wake(wake_, std::make_shared<const std::string>(reply), info);
   }
   if ((flags & SlotHooks::kLearnNegative) && fresh) {
-    policies_.negative.remember(h.db, h.key, h.negative_ttl);
+    policies_.negative.remember(h.key(), h.negative_ttl);
   }
   return done;
 }
@@ -368,7 +359,7 @@ void ClientSession::lease_wait_expired(std::uint64_t cookie, std::uint64_t token
   }
   const auto now = LoopClock::tick();
   using Expired = policy::LeaseTable<SlotRef>::Expired;
-  const Expired e = policies_.leases.expire(slot.hooks.dk, token, now, slot.hooks.lease_wait);
+  const Expired e = policies_.leases.expire(slot.hooks.key(), token, now, slot.hooks.lease_wait);
   if (e == Expired::NotWaiting) return;  // its answer is already on the way
   if (e == Expired::Granted) grant_lease(slot.hooks.dk, slot.hooks.lease_wait);
   if (metrics_) {
@@ -388,7 +379,7 @@ void ClientSession::lease_wait_expired(std::uint64_t cookie, std::uint64_t token
 void ClientSession::cancel_lease_waits() {
   for (std::uint64_t seq = head_seq_; seq != tail_seq_; ++seq) {
     const SlotHooks& h = slots_[seq % slots_.size()].hooks;
-    if (h.flags & SlotHooks::kLeaseWaiting) policies_.leases.cancel(h.dk, h.token);
+    if (h.flags & SlotHooks::kLeaseWaiting) policies_.leases.cancel(h.key(), h.token);
   }
 }
 
@@ -397,7 +388,7 @@ void ClientSession::release_leases() {
   const auto now = LoopClock::now();
   for (const auto& [dk, wait] : held_leases_) {
     wake_.clear();
-    policies_.leases.end(dk, id_, now, wait, wake_);
+    policies_.leases.end(std::string_view(dk), id_, now, wait, wake_);
     resp::ReplyInfo nil;
     nil.type = '_';
     nil.is_null = true;
@@ -407,11 +398,11 @@ void ClientSession::release_leases() {
 }
 
 void ClientSession::end_writes(SlotHooks& h) {
-  for (const std::string& dk : h.write_dks) policies_.flights.write_end(dk);
-  for (const std::string& dk : h.written_dks) {
+  for (std::size_t i = 0; i < h.written_count; ++i) {
+    const policy::HashedKey dk(h.written[i].dk, h.written[i].hash);
+    if (h.written[i].flight) policies_.flights.write_end(dk);
     policies_.writes.tick(dk);
-    const auto [db, key] = split_dk(dk);
-    policies_.negative.forget(db, key);
+    policies_.negative.forget(dk);
   }
 }
 

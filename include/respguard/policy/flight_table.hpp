@@ -13,45 +13,43 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
+#include "respguard/policy/key.hpp"
+
 namespace respguard::policy {
 
-// Hashing for maps keyed by "db\0key" strings, looked up by string_view without allocating.
-struct KeyHash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-};
-
-// "db\0key": one string for a (db, key) pair, built into a caller's reusable buffer.
-inline std::string_view db_key(int db, std::string_view key, std::string& buf) {
-  buf.assign(std::to_string(db));
-  buf.push_back('\0');
-  buf.append(key);
-  return buf;
-}
-
+// Memory: a key's entry outlives its flight while its stripe holds at most kRetainPerStripe
+// entries, so hot keys cost no allocation per GET; beyond that, idle entries are dropped.
 template <typename Waiter>
 class FlightTable {
  public:
   enum class Role { Leader, Joined, Uncoalesced };
+  static constexpr std::size_t kRetainPerStripe = 256;
 
   explicit FlightTable(std::size_t stripes = 64) : stripes_(stripes) {}
 
-  // A GET of `dk` (from db_key). Leader: send it, then call finish() with the reply. Joined:
+  // A GET of `k` (a db_key). Leader: send it, then call finish() with the reply. Joined:
   // `waiter` is stored and comes back from the leader's finish(). Uncoalesced: writes to the
-  // key are in flight; send it on your own.
-  Role begin(std::string_view dk, Waiter&& waiter, std::uint64_t& flight) {
-    Stripe& s = stripe(dk);
+  // key are in flight; send it on your own. `waiter` may be a Waiter or a callable making one,
+  // called only when the GET joins (a leader's waiter is never needed).
+  template <typename W>
+  Role begin(HashedKey k, W&& waiter, std::uint64_t& flight) {
+    Stripe& s = stripe(k);
     std::lock_guard lock(s.mu);
-    if (global_writes_ != 0) return Role::Uncoalesced;
-    auto it = s.entries.find(dk);
-    if (it == s.entries.end()) it = s.entries.emplace(std::string(dk), Entry{}).first;
+    if (global_writes_.load(std::memory_order_relaxed) != 0) return Role::Uncoalesced;
+    auto it = s.entries.find(k);
+    if (it == s.entries.end()) it = s.entries.emplace(std::string(k.dk), Entry{}).first;
     Entry& e = it->second;
     if (e.pending_writes > 0) return Role::Uncoalesced;
     if (e.flight != 0) {
-      s.waiters[e.flight].push_back(std::move(waiter));
+      if constexpr (std::is_invocable_r_v<Waiter, W>) {
+        s.waiters[e.flight].push_back(waiter());
+      } else {
+        s.waiters[e.flight].push_back(std::forward<W>(waiter));
+      }
       flight = e.flight;
       return Role::Joined;
     }
@@ -60,35 +58,37 @@ class FlightTable {
   }
 
   // The leader's reply arrived: appends the flight's waiters to `out` and ends the flight.
-  void finish(std::string_view dk, std::uint64_t flight, std::vector<Waiter>& out) {
-    Stripe& s = stripe(dk);
+  void finish(HashedKey k, std::uint64_t flight, std::vector<Waiter>& out) {
+    Stripe& s = stripe(k);
     std::lock_guard lock(s.mu);
-    if (auto w = s.waiters.find(flight); w != s.waiters.end()) {
-      for (Waiter& waiter : w->second) out.push_back(std::move(waiter));
-      s.waiters.erase(w);
+    if (!s.waiters.empty()) {
+      if (auto w = s.waiters.find(flight); w != s.waiters.end()) {
+        for (Waiter& waiter : w->second) out.push_back(std::move(waiter));
+        s.waiters.erase(w);
+      }
     }
-    if (auto it = s.entries.find(dk); it != s.entries.end()) {
+    if (auto it = s.entries.find(k); it != s.entries.end()) {
       if (it->second.flight == flight) it->second.flight = 0;
-      if (it->second.flight == 0 && it->second.pending_writes == 0) s.entries.erase(it);
+      s.drop_if_idle(it);
     }
   }
 
   // A write to the key is being forwarded / has been answered.
-  void write_begin(std::string_view dk) {
-    Stripe& s = stripe(dk);
+  void write_begin(HashedKey k) {
+    Stripe& s = stripe(k);
     std::lock_guard lock(s.mu);
-    auto it = s.entries.find(dk);
-    if (it == s.entries.end()) it = s.entries.emplace(std::string(dk), Entry{}).first;
+    auto it = s.entries.find(k);
+    if (it == s.entries.end()) it = s.entries.emplace(std::string(k.dk), Entry{}).first;
     it->second.flight = 0;  // detached: its waiters keep their place in s.waiters
     ++it->second.pending_writes;
   }
-  void write_end(std::string_view dk) {
-    Stripe& s = stripe(dk);
+  void write_end(HashedKey k) {
+    Stripe& s = stripe(k);
     std::lock_guard lock(s.mu);
-    auto it = s.entries.find(dk);
+    auto it = s.entries.find(k);
     if (it == s.entries.end()) return;
     if (it->second.pending_writes > 0) --it->second.pending_writes;
-    if (it->second.flight == 0 && it->second.pending_writes == 0) s.entries.erase(it);
+    s.drop_if_idle(it);
   }
 
   // Writes that may touch any key (FLUSHDB, FLUSHALL, SWAPDB, scripts with unknown keys).
@@ -103,11 +103,12 @@ class FlightTable {
   }
   void write_end_all() { global_writes_.fetch_sub(1); }
 
+  // Keys with a flight or unanswered writes (idle entries kept for reuse do not count).
   std::size_t entries() const {
     std::size_t n = 0;
     for (const Stripe& s : stripes_) {
       std::lock_guard lock(s.mu);
-      n += s.entries.size();
+      for (const auto& [dk, e] : s.entries) n += e.idle() ? 0 : 1;
     }
     return n;
   }
@@ -116,14 +117,22 @@ class FlightTable {
   struct Entry {
     std::uint64_t flight = 0;  // the joinable flight, 0 = none
     int pending_writes = 0;
+    bool idle() const { return flight == 0 && pending_writes == 0; }
   };
+  using Map = std::unordered_map<std::string, Entry, KeyHash, KeyEq>;
   struct Stripe {
     mutable std::mutex mu;
-    std::unordered_map<std::string, Entry, KeyHash, std::equal_to<>> entries;
+    Map entries;
     std::unordered_map<std::uint64_t, std::vector<Waiter>> waiters;  // by flight
+    void drop_if_idle(typename Map::iterator it) {
+      if (it->second.idle() && entries.size() > kRetainPerStripe) entries.erase(it);
+    }
   };
 
-  Stripe& stripe(std::string_view dk) { return stripes_[KeyHash{}(dk) % stripes_.size()]; }
+  Stripe& stripe(const HashedKey& k) {
+    // High bits pick the stripe; the map's buckets use the low ones.
+    return stripes_[((k.hash * 0x9e3779b97f4a7c15ull) >> 40) % stripes_.size()];
+  }
 
   std::vector<Stripe> stripes_;
   std::atomic<std::uint64_t> next_id_{1};

@@ -17,7 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "respguard/policy/flight_table.hpp"  // KeyHash, db_key
+#include "respguard/policy/key.hpp"
 
 namespace respguard::policy {
 
@@ -31,7 +31,7 @@ class LeaseTable {
 
   // Before a GET of K is sent: true = another client holds a live lease; `waiter` was queued
   // and comes back through fulfill() (the value), end() (promoted) or expire().
-  bool wait_if_leased(std::string_view dk, time_point now, Waiter&& waiter) {
+  bool wait_if_leased(HashedKey dk, time_point now, Waiter&& waiter) {
     if (count_.load(std::memory_order_acquire) == 0) return false;  // the common case: no lock
     Stripe& s = stripe(dk);
     std::lock_guard lock(s.mu);
@@ -49,7 +49,7 @@ class LeaseTable {
   }
 
   // Whether K has a lease now (live or lapsed with waiters): writes of K then matter to it.
-  bool leased(std::string_view dk) {
+  bool leased(HashedKey dk) {
     if (count_.load(std::memory_order_acquire) == 0) return false;
     Stripe& s = stripe(dk);
     std::lock_guard lock(s.mu);
@@ -60,8 +60,7 @@ class LeaseTable {
   // A GET of K by `waiter.client` missed (nil from Redis or the negative cache). Granted: the
   // client now holds the lease (answer nil). Wait: someone else holds it; queued as above.
   // NoLease: the table is full; answer nil without a lease.
-  Miss on_miss(std::string_view dk, time_point now, std::chrono::milliseconds wait,
-               Waiter&& waiter) {
+  Miss on_miss(HashedKey dk, time_point now, std::chrono::milliseconds wait, Waiter&& waiter) {
     Stripe& s = stripe(dk);
     std::lock_guard lock(s.mu);
     auto it = s.leases.find(dk);
@@ -77,7 +76,7 @@ class LeaseTable {
       return Miss::Wait;
     }
     if (s.leases.size() >= max_per_stripe_) return Miss::NoLease;
-    s.leases.emplace(std::string(dk), Lease{waiter.client, now + wait, {}});
+    s.leases.emplace(std::string(dk.dk), Lease{waiter.client, now + wait, {}});
     count_.fetch_add(1, std::memory_order_release);
     granted_.fetch_add(1, std::memory_order_relaxed);
     return Miss::Granted;
@@ -85,7 +84,7 @@ class LeaseTable {
 
   // K was written with a value through the proxy and Redis acknowledged it: the lease ends and
   // every waiter gets that value.
-  void fulfill(std::string_view dk, std::vector<Waiter>& out) {
+  void fulfill(HashedKey dk, std::vector<Waiter>& out) {
     Stripe& s = stripe(dk);
     std::lock_guard lock(s.mu);
     auto it = s.leases.find(dk);
@@ -98,7 +97,7 @@ class LeaseTable {
   // The lease ends without a value (DEL, a write whose value the proxy cannot see, the
   // holder's disconnect). The first waiter, if any, becomes the holder (it is appended to
   // `promoted` and must be answered nil); the others keep waiting for it.
-  void end(std::string_view dk, std::uint64_t only_if_holder, time_point now,
+  void end(HashedKey dk, std::uint64_t only_if_holder, time_point now,
            std::chrono::milliseconds wait, std::vector<Waiter>& promoted) {
     Stripe& s = stripe(dk);
     std::lock_guard lock(s.mu);
@@ -121,7 +120,7 @@ class LeaseTable {
   enum class Expired { NotWaiting, Nil, Granted };
   // A waiter's own deadline passed. NotWaiting: it was answered already. Nil: answer nil.
   // Granted: the lease had lapsed too; the waiter holds it now (answer nil).
-  Expired expire(std::string_view dk, std::uint64_t token, time_point now,
+  Expired expire(HashedKey dk, std::uint64_t token, time_point now,
                  std::chrono::milliseconds wait) {
     Stripe& s = stripe(dk);
     std::lock_guard lock(s.mu);
@@ -144,13 +143,16 @@ class LeaseTable {
   }
 
   // A waiter left (its client disconnected): forget it, so the lease never passes to it.
-  void cancel(std::string_view dk, std::uint64_t token) {
+  void cancel(HashedKey dk, std::uint64_t token) {
     Stripe& s = stripe(dk);
     std::lock_guard lock(s.mu);
     auto it = s.leases.find(dk);
     if (it == s.leases.end()) return;
     std::erase_if(it->second.waiters, [token](const Waiter& w) { return w.token == token; });
   }
+
+  // No lease anywhere: callers skip building a waiter (and every lookup skips its lock).
+  bool empty() const { return count_.load(std::memory_order_acquire) == 0; }
 
   std::uint64_t granted() const { return granted_.load(std::memory_order_relaxed); }
   std::size_t size() const {
@@ -170,9 +172,11 @@ class LeaseTable {
   };
   struct Stripe {
     mutable std::mutex mu;
-    std::unordered_map<std::string, Lease, KeyHash, std::equal_to<>> leases;
+    std::unordered_map<std::string, Lease, KeyHash, KeyEq> leases;
   };
-  Stripe& stripe(std::string_view dk) { return stripes_[KeyHash{}(dk) % stripes_.size()]; }
+  Stripe& stripe(const HashedKey& k) {
+    return stripes_[((k.hash * 0x9e3779b97f4a7c15ull) >> 40) % stripes_.size()];
+  }
 
   std::size_t max_per_stripe_;
   std::vector<Stripe> stripes_;

@@ -6,11 +6,14 @@
 // under no negative-cache rule never reach it.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string_view>
+
+#include "respguard/policy/key.hpp"
 
 namespace respguard::policy {
 
@@ -24,11 +27,28 @@ class NegativeCache {
                          std::size_t stripes = 64);
   ~NegativeCache();
 
+  // Keys are db_keys ("db\0key"); the request path passes the hash it computed once.
   // Renews the entry when the key is already remembered; a ttl <= 0 remembers nothing.
-  void remember(int db, std::string_view key, std::chrono::milliseconds ttl);
+  void remember(HashedKey dk, std::chrono::milliseconds ttl);
   // True while an unexpired entry says the key is absent (and marks it recently used).
-  bool contains(int db, std::string_view key);
-  void forget(int db, std::string_view key);
+  // An empty cache answers without a lock.
+  bool contains(HashedKey dk);
+  void forget(HashedKey dk);
+  bool empty() const { return count_.load(std::memory_order_acquire) == 0; }
+
+  // The same by (db, key), for callers without a db_key at hand.
+  void remember(int db, std::string_view key, std::chrono::milliseconds ttl) {
+    std::string buf;
+    remember(db_key(db, key, buf), ttl);
+  }
+  bool contains(int db, std::string_view key) {
+    std::string buf;
+    return contains(db_key(db, key, buf));
+  }
+  void forget(int db, std::string_view key) {
+    std::string buf;
+    forget(db_key(db, key, buf));
+  }
   void clear_db(int db);  // FLUSHDB, SWAPDB
   void clear();           // FLUSHALL, coherence loss
 
@@ -40,11 +60,12 @@ class NegativeCache {
 
  private:
   struct Stripe;
-  Stripe& stripe_for(int db, std::string_view key);
+  Stripe& stripe_for(const HashedKey& dk);
   Clock clock_;
   std::size_t per_stripe_;
   std::unique_ptr<Stripe[]> stripes_;
   std::size_t stripe_count_;
+  std::atomic<std::size_t> count_{0};  // entries in all stripes
 };
 
 }  // namespace respguard::policy

@@ -68,12 +68,19 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
       kLeaseWaiting = 128,  // this slot waits for a lease holder (token, lease_wait)
     };
     std::uint8_t flags = 0;
-    int db = 0;
-    std::string key;                       // the GET's key
-    std::string dk;                        // db_key(db, key)
-    std::vector<std::string> write_dks;    // keys whose flights resume when answered
-    std::vector<std::string> written_dks;  // keys whose write generation ticks when answered
-    std::uint64_t write_gen = 0;           // GET: the key's write generation when sent
+    std::string dk;        // the GET's (or leased write's) db_key
+    std::size_t hash = 0;  // of dk
+    // Keys of a forwarded write: their write generation ticks, their negative-cache entry is
+    // dropped and (`flight`) their coalescing resumes when Redis answers. The strings are kept
+    // across uses (`written_count` says how many are live), so writes do not allocate.
+    struct WrittenKey {
+      std::string dk;
+      std::size_t hash = 0;
+      bool flight = false;
+    };
+    std::vector<WrittenKey> written;
+    std::size_t written_count = 0;
+    std::uint64_t write_gen = 0;  // GET: the key's write generation when sent
     std::uint64_t write_gen_all = 0;
     enum class Success : std::uint8_t { Ok, One, NotError, Exec };
     Success success = Success::Ok;  // LeaseFulfill: which reply means "written"
@@ -82,12 +89,18 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
     config::Millis negative_ttl{0};
     config::Millis lease_wait{0};
     SharedBytes value;
+    policy::HashedKey key() const { return {dk, hash}; }
+    void add_written(policy::HashedKey k, bool in_flight_table) {
+      if (written_count == written.size()) written.emplace_back();
+      WrittenKey& w = written[written_count++];
+      w.dk.assign(k.dk);
+      w.hash = k.hash;
+      w.flight = in_flight_table;
+    }
     void reset() {
       flags = 0;
-      key.clear();
       dk.clear();
-      write_dks.clear();
-      written_dks.clear();
+      written_count = 0;
       value.reset();
     }
   };

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "respguard/common/asio.hpp"
+#include "respguard/common/loop_clock.hpp"
 #include "respguard/config/config.hpp"
 #include "respguard/policy/flight_table.hpp"
 #include "respguard/policy/lease_table.hpp"
@@ -34,11 +35,11 @@ struct SlotRef {
 // miss for a lease. Collisions only make the proxy more cautious.
 class WriteClock {
  public:
-  std::uint64_t now(std::string_view dk) const {
-    return stripes_[policy::KeyHash{}(dk) % kStripes].load(std::memory_order_acquire);
+  std::uint64_t now(const policy::HashedKey& k) const {
+    return stripes_[k.hash % kStripes].load(std::memory_order_acquire);
   }
-  void tick(std::string_view dk) {
-    stripes_[policy::KeyHash{}(dk) % kStripes].fetch_add(1, std::memory_order_acq_rel);
+  void tick(const policy::HashedKey& k) {
+    stripes_[k.hash % kStripes].fetch_add(1, std::memory_order_acq_rel);
   }
   void tick_all() { all_.fetch_add(1, std::memory_order_acq_rel); }
   std::uint64_t all() const { return all_.load(std::memory_order_acquire); }
@@ -52,7 +53,8 @@ class WriteClock {
 struct PolicyState {
   explicit PolicyState(const config::Config& config)
       : rules(config.rules),
-        negative(config.policy_limits.negative_cache_max_entries),
+        // The loop's clock: TTLs of seconds need no clock_gettime of their own.
+        negative(config.policy_limits.negative_cache_max_entries, &LoopClock::now),
         leases(config.policy_limits.lease_max_keys) {}
 
   policy::RuleSet rules;
