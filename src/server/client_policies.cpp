@@ -84,8 +84,12 @@ bool ClientSession::policy_read(const resp::Command& cmd, const resp::CommandInf
 
   // Someone else holds the lease: wait for their SET instead of reading.
   if (lease && !policies_.leases.empty()) {
-    const std::uint64_t token = policies_.next_token.fetch_add(1);
-    if (policies_.leases.wait_if_leased(dk, now, slot_ref(tail_seq_, token))) {
+    std::uint64_t token = 0;
+    auto make_waiter = [&] {  // only when it has to wait: a token and a session reference
+      token = policies_.next_token.fetch_add(1);
+      return slot_ref(tail_seq_, token);
+    };
+    if (policies_.leases.wait_if_leased(dk, now, make_waiter)) {
       wait_for_holder(token);
       return true;
     }

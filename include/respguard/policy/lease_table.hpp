@@ -14,6 +14,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -30,21 +31,29 @@ class LeaseTable {
       : max_per_stripe_(std::max<std::size_t>(1, max_keys / stripes)), stripes_(stripes) {}
 
   // Before a GET of K is sent: true = another client holds a live lease; `waiter` was queued
-  // and comes back through fulfill() (the value), end() (promoted) or expire().
-  bool wait_if_leased(HashedKey dk, time_point now, Waiter&& waiter) {
+  // and comes back through fulfill() (the value), end() (promoted) or expire(). `waiter` may
+  // be a Waiter or a callable making one, called only when it has to wait.
+  template <typename W>
+  bool wait_if_leased(HashedKey dk, time_point now, W&& waiter) {
     if (count_.load(std::memory_order_acquire) == 0) return false;  // the common case: no lock
     Stripe& s = stripe(dk);
     std::lock_guard lock(s.mu);
     auto it = s.leases.find(dk);
     if (it == s.leases.end()) return false;
     Lease& l = it->second;
-    if (l.holder == waiter.client) return false;
     if (l.expires <= now && l.waiters.empty()) {
       s.leases.erase(it);
       count_.fetch_sub(1, std::memory_order_release);
       return false;
     }
-    l.waiters.push_back(std::move(waiter));
+    if constexpr (std::is_invocable_r_v<Waiter, W>) {
+      Waiter w = waiter();
+      if (l.holder == w.client) return false;
+      l.waiters.push_back(std::move(w));
+    } else {
+      if (l.holder == waiter.client) return false;
+      l.waiters.push_back(std::forward<W>(waiter));
+    }
     return true;
   }
 

@@ -717,15 +717,20 @@ TEST(ConfigFile, ProtectionExampleSetsProductionStartingValues) {
   EXPECT_EQ(c.breaker.failure_ratio_percent, 50u);
   EXPECT_EQ(c.breaker.window, Millis(10'000));
   EXPECT_EQ(c.breaker.min_requests, 20u);
-  EXPECT_EQ(c.breaker.open_for, Millis(5000));
+  EXPECT_EQ(c.breaker.open_for, Millis(1000));
   EXPECT_EQ(c.breaker.probes, 3u);
   EXPECT_TRUE(c.health_check.enabled);
-  EXPECT_EQ(c.health_check.interval, Millis(1000));
+  EXPECT_EQ(c.health_check.interval, Millis(500));
   EXPECT_EQ(c.health_check.timeout, Millis(500));
   EXPECT_EQ(c.health_check.rise, 2u);
   EXPECT_EQ(c.health_check.fall, 3u);
+  // Fail fast and notice recovery soon (docs/operations.md).
+  EXPECT_EQ(c.upstream.request_timeout, Millis(1000));
+  EXPECT_EQ(c.upstream.reconnect_backoff_max, Millis(1000));
   // Everything else is the default.
   Config expected;
+  expected.upstream.request_timeout = c.upstream.request_timeout;
+  expected.upstream.reconnect_backoff_max = c.upstream.reconnect_backoff_max;
   expected.rate_limit = c.rate_limit;
   expected.breaker = c.breaker;
   expected.health_check = c.health_check;
