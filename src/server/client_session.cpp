@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 
 #include "respguard/common/errors.hpp"
 #include "respguard/common/loop_clock.hpp"
@@ -155,7 +156,7 @@ void ClientSession::start_read() {
   char* dst = rbuf_.prepare(kReadChunk, want);
   socket_.async_read_some(
       asio::buffer(dst, rbuf_.free_space()),
-      [this, self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+      [this, self = shared_from_this(), dst](boost::system::error_code ec, std::size_t n) {
         if (closed_) return;
         if (ec) {
           // Closing after a QUIT: the owed replies are still written.
@@ -163,6 +164,11 @@ void ClientSession::start_read() {
           // The peer is gone; what is in flight is discarded on arrival.
           return close();
         }
+        // A stalled session resumed meanwhile (a rate-limit delay ended, or the replies it
+        // waited for came) ran process_input while this read was pending; emptying the buffer
+        // rewinds it, so the bytes just read may lie past its end. prepare(0) moves nothing: it
+        // is where the data ends now.
+        if (char* tail = rbuf_.prepare(0); tail != dst) std::memmove(tail, dst, n);
         on_read(n);
       });
 }
@@ -181,6 +187,8 @@ void ClientSession::on_read(std::size_t n) {
     return;
   }
   process_input();
+  // Here, not in process_input: no read is pending now, so nothing is reading into the memory.
+  if (rbuf_.empty()) rbuf_.shrink_if_idle(kKeepBuffer);
   if (!closing_) start_read();
 }
 
@@ -211,7 +219,6 @@ void ClientSession::process_input() {
     }
     rbuf_.consume(r.consumed);
   }
-  if (rbuf_.empty()) rbuf_.shrink_if_idle(kKeepBuffer);
   processing_ = false;
   if (last_target_ != nullptr) last_target_->flush();
   flush_output();
