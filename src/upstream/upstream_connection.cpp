@@ -376,7 +376,10 @@ void UpstreamConnection::fail(std::string_view why, bool reconnect,
 void UpstreamConnection::feed_breaker(observability::UpstreamError kind) {
   using observability::BreakerFailure;
   using observability::UpstreamError;
-  const auto now = LoopClock::now();
+  // Read the clock: timeouts and connect errors arrive from timers and connect handlers, which
+  // do not tick the loop clock, and a stale `now` would open the breaker into the past (open
+  // for less than open_for, or not at all after an idle spell).
+  const auto now = LoopClock::tick();
   if (kind == UpstreamError::Connect || kind == UpstreamError::Handshake) {
     options_.guard->on_failure(options_.guard_shard, BreakerFailure::Connect, now,
                                *options_.metrics);
