@@ -425,6 +425,7 @@ void ClientSession::maybe_release_dedicated() {
 }
 
 bool ClientSession::would_stall() {
+  if (inflight_ == 0) return false;
   UpstreamConnection* target = dedicated_ ? dedicated_.get() : &worker_.pool().shared(proto_, id_);
   return inflight_ > 0 && target != last_target_;
 }
