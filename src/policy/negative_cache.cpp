@@ -5,6 +5,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace respguard::policy {
 namespace {
@@ -88,42 +89,52 @@ void NegativeCache::remember(HashedKey dk, std::chrono::milliseconds ttl) {
     // An entry that had expired anyway is not an eviction: nothing useful was lost.
     if (oldest.expires > now) ++s.evictions;
     s.erase(s.index.find(KeyRef{oldest.dk, oldest.hash}));
-    count_.fetch_sub(1, std::memory_order_release);
+    erased(1);  // the insert below refills it: its bits stay
   }
   s.lru.push_front(Node{std::string(dk.dk), dk.hash, db_of(dk.dk), expires});
   s.index.emplace(KeyRef{s.lru.front().dk, dk.hash}, s.lru.begin());
   count_.fetch_add(1, std::memory_order_release);
+  mark_present(dk);
 }
 
 bool NegativeCache::contains(HashedKey dk) {
-  if (empty()) return false;
+  if (!maybe_contains(dk)) return false;
   const TimePoint now = clock_();
   Stripe& s = stripe_for(dk);
-  std::lock_guard lock(s.mutex);
-  auto it = s.index.find(KeyRef{dk.dk, dk.hash});
-  if (it == s.index.end()) return false;
-  // Expiry is checked here rather than by a sweeper: an expired entry costs memory only until it
-  // is looked up again or pushed out of its stripe by newer ones.
-  if (it->second->expires <= now) {
+  bool emptied = false;
+  {
+    std::lock_guard lock(s.mutex);
+    auto it = s.index.find(KeyRef{dk.dk, dk.hash});
+    if (it == s.index.end()) return false;
+    // Expiry is checked here rather than by a sweeper: an expired entry costs memory only
+    // until it is looked up again or pushed out of its stripe by newer ones.
+    if (it->second->expires > now) {
+      s.lru.splice(s.lru.begin(), s.lru, it->second);
+      return true;
+    }
     s.erase(it);
-    count_.fetch_sub(1, std::memory_order_release);
-    return false;
+    emptied = erased(1);
   }
-  s.lru.splice(s.lru.begin(), s.lru, it->second);
-  return true;
+  if (emptied) clear_presence_if_empty();
+  return false;
 }
 
 void NegativeCache::forget(HashedKey dk) {
-  if (empty()) return;
+  if (!maybe_contains(dk)) return;
   Stripe& s = stripe_for(dk);
-  std::lock_guard lock(s.mutex);
-  if (auto it = s.index.find(KeyRef{dk.dk, dk.hash}); it != s.index.end()) {
-    s.erase(it);
-    count_.fetch_sub(1, std::memory_order_release);
+  bool emptied = false;
+  {
+    std::lock_guard lock(s.mutex);
+    if (auto it = s.index.find(KeyRef{dk.dk, dk.hash}); it != s.index.end()) {
+      s.erase(it);
+      emptied = erased(1);
+    }
   }
+  if (emptied) clear_presence_if_empty();
 }
 
 void NegativeCache::clear_db(int db) {
+  bool emptied = false;
   for (std::size_t i = 0; i < stripe_count_; ++i) {
     Stripe& s = stripes_[i];
     std::lock_guard lock(s.mutex);
@@ -131,21 +142,38 @@ void NegativeCache::clear_db(int db) {
       auto next = std::next(node);
       if (node->db == db) {
         s.erase(s.index.find(KeyRef{node->dk, node->hash}));
-        count_.fetch_sub(1, std::memory_order_release);
+        emptied |= erased(1);
       }
       node = next;
     }
   }
+  if (emptied) clear_presence_if_empty();
 }
 
 void NegativeCache::clear() {
+  bool emptied = false;
   for (std::size_t i = 0; i < stripe_count_; ++i) {
     Stripe& s = stripes_[i];
     std::lock_guard lock(s.mutex);
-    count_.fetch_sub(s.index.size(), std::memory_order_release);
+    emptied |= erased(s.index.size());
     s.index.clear();
     s.lru.clear();
   }
+  if (emptied) clear_presence_if_empty();
+}
+
+bool NegativeCache::erased(std::size_t n) {
+  return n != 0 && count_.fetch_sub(n, std::memory_order_acq_rel) == n;
+}
+
+void NegativeCache::clear_presence_if_empty() {
+  // With every stripe locked no remember() is half done, so "empty" is the whole truth; a
+  // remember() that came in between already refilled the cache and keeps the bits.
+  std::vector<std::unique_lock<std::mutex>> locks;
+  locks.reserve(stripe_count_);
+  for (std::size_t i = 0; i < stripe_count_; ++i) locks.emplace_back(stripes_[i].mutex);
+  if (count_.load(std::memory_order_acquire) != 0) return;
+  for (auto& word : presence_) word.store(0, std::memory_order_relaxed);
 }
 
 std::size_t NegativeCache::size() const {

@@ -64,8 +64,10 @@ bool ClientSession::policy_read(const resp::Command& cmd, const resp::CommandInf
   const config::RuleConfig& rc = rule.config;
   const std::string_view key = cmd.args[1];
   const auto now = LoopClock::now();
-  // Hashed once: every table below is handed this hash.
-  const policy::HashedKey dk(policy::db_key(db_, key, dk_buf_));  // dk_buf_ not reused below
+  // Built where the reply's hooks keep it, and hashed once: every table below gets this hash.
+  next_hooks_.reset();
+  const policy::HashedKey dk(policy::db_key(db_, key, next_hooks_.dk));
+  next_hooks_.hash = dk.hash;
   const bool lease = !exists && rc.lease.has_value();
   const config::Millis wait = lease ? rc.lease->wait : config::Millis{0};
   out = Dispatch::Done;
@@ -122,10 +124,7 @@ bool ClientSession::policy_read(const resp::Command& cmd, const resp::CommandInf
     return true;
   }
 
-  // To Redis, with follow-ups for the reply.
-  next_hooks_.reset();
-  next_hooks_.dk.assign(dk.dk);
-  next_hooks_.hash = dk.hash;
+  // To Redis, with follow-ups for the reply (next_hooks_ holds the key since the start).
   next_hooks_.write_gen = policies_.writes.now(dk);
   next_hooks_.write_gen_all = policies_.writes.all();
   if (rc.negative_cache) {
@@ -147,7 +146,7 @@ bool ClientSession::policy_read(const resp::Command& cmd, const resp::CommandInf
     switch (policies_.flights.begin(dk, make_waiter, flight)) {
       case policy::FlightTable<SlotRef>::Role::Joined: {
         SlotHooks& h = slots_[waiting_slot() % slots_.size()].hooks;
-        std::swap(h, next_hooks_);
+        h.swap(next_hooks_);
         h.flags &= SlotHooks::kLeaseGet;  // the leader learns and shares; a nil is our miss too
         next_hooks_.reset();
         if (metrics_) metrics_->inc(Metric::CoalescedRequests);

@@ -263,7 +263,7 @@ ClientSession::Dispatch ClientSession::dispatch(const resp::Command& cmd) {
         in_multi_ = false;
         watching_ = false;
         if (id == CommandId::Exec) {
-          std::swap(next_hooks_, multi_hooks_);  // the queued writes run with EXEC
+          next_hooks_.swap(multi_hooks_);  // the queued writes run with EXEC
           multi_hooks_.reset();
         } else {
           abandon_multi_hooks();  // DISCARD: they never run
@@ -449,7 +449,7 @@ ClientSession::Dispatch ClientSession::forward(const resp::Command& cmd,
     if (next_hooks_.flags != 0) {
       // Policy bookkeeping was started for this request: end it the way a reply would.
       const std::uint64_t seq = waiting_slot();
-      std::swap(slots_[seq % slots_.size()].hooks, next_hooks_);
+      slots_[seq % slots_.size()].hooks.swap(next_hooks_);
       next_hooks_.reset();
       rewrite_ = {};
       error_reply_.assign("-").append(why).append("\r\n");
@@ -492,7 +492,7 @@ ClientSession::Dispatch ClientSession::forward(const resp::Command& cmd,
     target->write_buffer().append(cmd.raw);
   }
   if (next_hooks_.flags != 0) {
-    std::swap(slots_[seq % slots_.size()].hooks, next_hooks_);
+    slots_[seq % slots_.size()].hooks.swap(next_hooks_);
     next_hooks_.reset();
   }
   target->commit_request(this, seq, deadline, blocking);

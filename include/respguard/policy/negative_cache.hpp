@@ -6,6 +6,7 @@
 // under no negative-cache rule never reach it.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -35,6 +36,14 @@ class NegativeCache {
   bool contains(HashedKey dk);
   void forget(HashedKey dk);
   bool empty() const { return count_.load(std::memory_order_acquire) == 0; }
+  // Lock-free pre-check: false means certainly not remembered. A bit per hash bucket, set by
+  // remember() under its stripe's lock and cleared only when the whole cache is empty, with
+  // every stripe locked: a remembered key's bit is always set. A stale bit merely sends the
+  // lookup to the lock.
+  bool maybe_contains(const HashedKey& dk) const {
+    const std::size_t bit = (dk.hash >> 13) % kPresenceBits;
+    return (presence_[bit / 64].load(std::memory_order_acquire) >> (bit % 64)) & 1u;
+  }
 
   // The same by (db, key), for callers without a db_key at hand.
   void remember(int db, std::string_view key, std::chrono::milliseconds ttl) {
@@ -66,6 +75,14 @@ class NegativeCache {
   std::unique_ptr<Stripe[]> stripes_;
   std::size_t stripe_count_;
   std::atomic<std::size_t> count_{0};  // entries in all stripes
+  static constexpr std::size_t kPresenceBits = 8192;
+  std::array<std::atomic<std::uint64_t>, kPresenceBits / 64> presence_{};
+  void mark_present(const HashedKey& dk) {
+    const std::size_t bit = (dk.hash >> 13) % kPresenceBits;
+    presence_[bit / 64].fetch_or(std::uint64_t{1} << (bit % 64), std::memory_order_release);
+  }
+  bool erased(std::size_t n);      // count_ -= n; true when that emptied the cache
+  void clear_presence_if_empty();  // takes every stripe lock: call with none held
 };
 
 }  // namespace respguard::policy

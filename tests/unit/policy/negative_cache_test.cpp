@@ -39,6 +39,30 @@ TEST(NegativeCache, RemembersUntilTheTtlRunsOut) {
   EXPECT_EQ(cache.size(), 0u) << "the expired entry was dropped by the lookup";
 }
 
+// The lock-free pre-check never hides a remembered key, and forgets its bits once the cache
+// is empty again (a cache that filled and drained costs lookups nothing afterwards).
+TEST(NegativeCache, PresenceBitsCoverEveryEntryAndClearWhenEmpty) {
+  ManualClock clock;
+  NegativeCache cache(1000, clock.fn());
+  std::string buf;
+  for (int i = 0; i < 500; ++i) cache.remember(0, "k" + std::to_string(i), 5s);
+  for (int i = 0; i < 500; ++i) {
+    const HashedKey dk(db_key(0, "k" + std::to_string(i), buf));
+    ASSERT_TRUE(cache.maybe_contains(dk)) << i;
+    ASSERT_TRUE(cache.contains(dk)) << i;
+  }
+  int absent_maybe = 0;
+  for (int i = 0; i < 1000; ++i) {
+    absent_maybe += cache.maybe_contains(HashedKey(db_key(0, "x" + std::to_string(i), buf)));
+  }
+  EXPECT_LT(absent_maybe, 200) << "500 entries in 8192 bits: few false positives";
+  for (int i = 0; i < 500; ++i) cache.forget(0, "k" + std::to_string(i));
+  EXPECT_TRUE(cache.empty());
+  for (int i = 0; i < 500; ++i) {
+    EXPECT_FALSE(cache.maybe_contains(HashedKey(db_key(0, "k" + std::to_string(i), buf)))) << i;
+  }
+}
+
 TEST(NegativeCache, RememberingAgainRenewsTheTtl) {
   ManualClock clock;
   NegativeCache cache(100, clock.fn());
