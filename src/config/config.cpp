@@ -244,8 +244,9 @@ constexpr Option kOptions[] = {
     {.key = "rate_limit.max_delay",
      .type = Type::Duration,
      .field = [](Config& c) -> Ref { return &c.rate_limit.max_delay; },
-     .help = "A request over the limit waits up to this long for its turn before it is rejected; "
-             "0 = reject at once. Waiting requests hold up the replies queued behind them."},
+     .help = "A request over the limit whose turn comes within this long waits for it; later "
+             "than that (or with 0) it is rejected at once. A waiting request holds up the "
+             "client's requests behind it."},
     // At least 1s: below that, a client pausing between requests would have its bucket dropped
     // and re-created (refilled) again and again, for no memory worth saving.
     {.key = "rate_limit.idle_expiry",

@@ -231,7 +231,10 @@ ClientSession::Dispatch ClientSession::dispatch(const resp::Command& cmd) {
   const resp::CommandInfo* info = resp::lookup_command(cmd.args[0]);
   const CommandId id = info ? info->id : CommandId::Other;
   current_command_ = observability::command_label(info);
-  if (rate_identity_ && !rate_admitted_) {
+  // Inside MULTI nothing is refused: a refused queued command would make EXEC run the rest
+  // (Redis aborts a transaction with a bad command), a refused EXEC would leave it open. MULTI
+  // itself is counted. QUIT always gets through.
+  if (rate_identity_ && !rate_admitted_ && !in_multi_ && id != CommandId::Quit) {
     Dispatch out;
     if (!admit_rate(info, out)) return out;
     rate_admitted_ = true;  // a Stall below (connection switch) must not take a second token

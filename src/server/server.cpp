@@ -21,7 +21,7 @@ Server::Server(const config::Config& config)
     : config_(config),
       shared_(config, worker_count(config)),
       acceptor_(io_),
-      signals_(io_, SIGINT, SIGTERM),
+      signals_(io_, SIGINT, SIGTERM, SIGHUP),
       drain_timer_(io_),
       rate_sweep_timer_(io_) {
   for (unsigned i = 0, n = worker_count(config); i < n; ++i) {
@@ -147,6 +147,16 @@ void Server::accept() {
 }
 
 void Server::on_signal(int signo) {
+  if (signo == SIGHUP) {
+    // Its default action would kill the process without a drain.
+    spdlog::warn(
+        "SIGHUP ignored: configuration reload is not supported; restart respguard to "
+        "apply a new configuration");
+    signals_.async_wait([this](boost::system::error_code ec, int next) {
+      if (!ec) on_signal(next);
+    });
+    return;
+  }
   if (draining_) {
     spdlog::warn("second signal {}: stopping now", signo);
     io_.stop();

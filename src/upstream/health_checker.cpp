@@ -22,6 +22,7 @@ HealthChecker::HealthChecker(asio::io_context& io, const config::Config& config,
   o.reconnect_backoff_max = std::min(up.reconnect_backoff_max, config.health_check.interval);
   o.limits = config.protocol;
   o.name = "respguard-health";
+  o.quiet = true;
   o.metrics = &metrics;  // the main thread's shard; the guard is not told: checks speak for it
   conn_ = std::make_shared<UpstreamConnection>(io, std::move(o), std::move(info));
 }

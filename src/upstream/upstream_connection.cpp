@@ -127,10 +127,6 @@ void UpstreamConnection::on_connected() {
   boost::system::error_code ignored;
   socket_.set_option(tcp::no_delay(true), ignored);
   set_state(State::Ready);
-  if (backoff_.count() > 0) {
-    spdlog::info("upstream {}: connected to {}", options_.name, options_.endpoint.to_string());
-  }
-  backoff_ = std::chrono::milliseconds{0};
   queue_handshake();
   start_read();
   flush();
@@ -308,9 +304,8 @@ void UpstreamConnection::arm_timer() {
 void UpstreamConnection::on_timer() {
   if (pending_.empty()) return;
   if (SteadyClock::now() >= pending_.front().deadline) {
-    spdlog::warn("upstream {}: request timed out ({} pending); reconnecting", options_.name,
-                 pending_.size());
-    return fail("request timeout", !options_.dedicated, observability::UpstreamError::Timeout);
+    return fail("request timed out (" + std::to_string(pending_.size()) + " pending)",
+                !options_.dedicated, observability::UpstreamError::Timeout);
   }
   arm_timer();
 }
@@ -349,8 +344,12 @@ void UpstreamConnection::fail(std::string_view why, bool reconnect,
     // by every connection every backoff period, so it is rate-limited.
     static LogLimiter reconnect_failures(std::chrono::seconds(10));
     std::uint64_t suppressed = 0;
-    if (was_ready) {
-      spdlog::warn("upstream {}: {}", options_.name, why);
+    if (kind == observability::UpstreamError::Handshake) {
+      // Logged (rate-limited) where the reply was read.
+    } else if (options_.quiet) {
+      spdlog::debug("upstream {}: {}", options_.name, why);
+    } else if (was_ready) {
+      spdlog::warn("upstream {}: {}; reconnecting", options_.name, why);
     } else if (reconnect_failures.allow(suppressed)) {
       spdlog::warn("upstream {} unreachable: {} ({} similar messages suppressed)", options_.name,
                    why, suppressed);
@@ -417,15 +416,36 @@ void UpstreamConnection::schedule_reconnect() {
 
 void UpstreamConnection::on_reply(std::uint64_t cookie, std::string_view reply,
                                   const resp::ReplyInfo& info) {
+  if (cookie == kSetName && state_ == State::Ready) {
+    // The handshake's last step, answered by the server (a failed connection answers it too,
+    // with an error, after leaving Ready): AUTH/HELLO passed. Only now is the upstream back,
+    // and the backoff reset.
+    if (backoff_.count() > 0) {
+      if (options_.quiet) {
+        spdlog::debug("upstream {}: connected to {}", options_.name, options_.endpoint.to_string());
+      } else {
+        spdlog::info("upstream {}: connected to {}", options_.name, options_.endpoint.to_string());
+      }
+    }
+    backoff_ = std::chrono::milliseconds{0};
+  }
   if (!info.is_error() && cookie != kInfo && cookie != kConfigDatabases) return;
   switch (cookie) {
     case kAuth:
-    case kHello:
-      // Clients would all see NOAUTH errors; say why once, loudly.
-      spdlog::error("upstream {}: handshake failed: {}", options_.name,
-                    reply.substr(1, reply.size() - 3));
-      count_error(observability::UpstreamError::Handshake);
-      return;
+    case kHello: {
+      // Requests on an unauthenticated connection would all fail with NOAUTH: drop it and try
+      // again after the backoff (the password may be fixed on the Redis side meanwhile). Every
+      // connection repeats this, so the log line is rate-limited.
+      static LogLimiter handshake_failures(std::chrono::seconds(10));
+      std::uint64_t suppressed = 0;
+      const std::string_view text = reply.substr(1, reply.size() - 3);
+      if (handshake_failures.allow(suppressed)) {
+        spdlog::error("upstream {}: handshake failed: {} ({} similar messages suppressed)",
+                      options_.name, text, suppressed);
+      }
+      return fail("handshake failed: " + std::string(text), !options_.dedicated,
+                  observability::UpstreamError::Handshake);
+    }
     case kSelect:
       // The connection's db is now unknown; requests behind it would run in the wrong db.
       return fail("SELECT failed: " + std::string(reply.substr(1, reply.size() - 3)),

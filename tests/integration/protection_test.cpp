@@ -666,6 +666,40 @@ TEST(Protection, InputReadWhileAStalledSessionResumedIsParsedIntact) {
   EXPECT_EQ(direct.run({"GET", "stall"}), "$40");
 }
 
+// A transaction is all or nothing: over the limit, MULTI itself is refused (so nothing is
+// queued), but the commands queued after an admitted MULTI, and its EXEC, are never refused one
+// by one (Redis would abort a transaction with a refused command; a refused EXEC would leave it
+// open). QUIT always gets through.
+TEST(Protection, RateLimitNeverSplitsATransaction) {
+  SKIP_IN_DIRECT_MODE("rate limits are the proxy's");
+  RedisServer redis;
+  ProxyServer proxy(redis.port(), {.config_yaml = "rate_limit:\n"
+                                                  "  identity: client_name\n"
+                                                  "  rate: 1000\n"
+                                                  "  overrides:\n"
+                                                  "    - identity: tx\n"
+                                                  "      rate: 1\n"
+                                                  "      burst: 2\n",
+                                   .extra_args = {}});
+  Client c(proxy.port());
+  ASSERT_EQ(c.run({"CLIENT", "SETNAME", "tx"}), "+OK");  // as 127.0.0.1; now "tx"
+  ASSERT_EQ(c.run({"PING"}), "+PONG");                   // token 1 of 2
+  c.append({"MULTI"});                                   // token 2 of 2
+  for (int i = 0; i < 10; ++i) c.append({"INCR", "tx:counter"});
+  c.append({"EXEC"});
+  c.append({"GET", "tx:counter"});  // over the limit again, outside the transaction
+  ASSERT_TRUE(c.flush());
+  EXPECT_EQ(text(c.get_reply()), "+OK");
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(text(c.get_reply()), "+QUEUED") << i;
+  EXPECT_EQ(text(c.get_reply()), "[:1, :2, :3, :4, :5, :6, :7, :8, :9, :10]");
+  EXPECT_EQ(text(c.get_reply()), rate_error("tx", 1));
+  // A refused MULTI queues nothing: the INCR runs at once (and is itself refused or not).
+  EXPECT_EQ(c.run({"MULTI"}), rate_error("tx", 1));
+  EXPECT_EQ(c.run({"QUIT"}), "+OK");
+  Client direct(redis.port());
+  EXPECT_EQ(direct.run({"GET", "tx:counter"}), "$10");
+}
+
 // ============================================================================ circuit breaker
 
 // "Answered at once": an open breaker's reply comes back in under 5 ms. Single replies on a busy

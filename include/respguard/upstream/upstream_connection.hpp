@@ -84,7 +84,8 @@ struct ConnectionOptions {
   observability::Shard* metrics = nullptr;  // the worker's shard: connection state, errors
   bool record_latency = false;              // also the upstream latency histogram (admin.metrics)
   UpstreamGuard* guard = nullptr;           // the circuit breaker hears every reply and failure
-  unsigned guard_shard = 0;                 // the worker's index
+  bool quiet = false;        // failures logged at debug (the health checker reports them itself)
+  unsigned guard_shard = 0;  // the worker's index
 };
 
 class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnection>,
