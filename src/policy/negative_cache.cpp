@@ -38,7 +38,7 @@ struct KeyRefHash {
 
 }  // namespace
 
-struct NegativeCache::Stripe {
+struct alignas(64) NegativeCache::Stripe {  // a cache line each
   mutable std::mutex mutex;
   Lru lru;
   std::unordered_map<KeyRef, Lru::iterator, KeyRefHash> index;

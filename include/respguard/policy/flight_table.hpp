@@ -8,6 +8,7 @@
 // after that client's writes. A flight started later starts after those writes executed.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <mutex>
@@ -21,39 +22,47 @@
 
 namespace respguard::policy {
 
-// Memory: a key's entry outlives its flight while its stripe holds at most kRetainPerStripe
-// entries, so hot keys cost no allocation per GET; beyond that, idle entries are dropped.
+// Layout: stripes (a mutex each) of direct-mapped slots. A key's hash picks its stripe and its
+// slot; a slot holds at most one flight, for the key written in it. Another key landing on a
+// slot that is busy is simply not coalesced (it goes upstream on its own), and write counts are
+// per slot (a write to one key stops coalescing of the keys sharing its slot until answered):
+// collisions cost a little coalescing, never correctness. No allocation per GET once a slot's
+// key buffer has grown to the keys' size, no node chasing: one lock, one slot.
 template <typename Waiter>
 class FlightTable {
  public:
   enum class Role { Leader, Joined, Uncoalesced };
-  static constexpr std::size_t kRetainPerStripe = 256;
 
-  explicit FlightTable(std::size_t stripes = 64) : stripes_(stripes) {}
+  explicit FlightTable(std::size_t stripes = 64, std::size_t slots_per_stripe = 1024)
+      : slots_per_stripe_(std::min<std::size_t>(slots_per_stripe, 1u << 20)), stripes_(stripes) {
+    for (Stripe& s : stripes_) s.slots.resize(slots_per_stripe_);
+  }
 
   // A GET of `k` (a db_key). Leader: send it, then call finish() with the reply. Joined:
   // `waiter` is stored and comes back from the leader's finish(). Uncoalesced: writes to the
-  // key are in flight; send it on your own. `waiter` may be a Waiter or a callable making one,
-  // called only when the GET joins (a leader's waiter is never needed).
+  // key are in flight, or its slot is busy with another key; send it on your own. `waiter`
+  // may be a Waiter or a callable making one, called only when the GET joins.
   template <typename W>
   Role begin(HashedKey k, W&& waiter, std::uint64_t& flight) {
     Stripe& s = stripe(k);
     std::lock_guard lock(s.mu);
     if (global_writes_.load(std::memory_order_relaxed) != 0) return Role::Uncoalesced;
-    auto it = s.entries.find(k);
-    if (it == s.entries.end()) it = s.entries.emplace(std::string(k.dk), Entry{}).first;
-    Entry& e = it->second;
-    if (e.pending_writes > 0) return Role::Uncoalesced;
-    if (e.flight != 0) {
+    Slot& slot = s.slot(k, slots_per_stripe_);
+    if (slot.pending_writes > 0) return Role::Uncoalesced;
+    if (slot.flight != 0) {
+      if (slot.key != k.dk) return Role::Uncoalesced;  // another key's flight
       if constexpr (std::is_invocable_r_v<Waiter, W>) {
-        s.waiters[e.flight].push_back(waiter());
+        s.waiters[slot.flight].push_back(waiter());
       } else {
-        s.waiters[e.flight].push_back(std::forward<W>(waiter));
+        s.waiters[slot.flight].push_back(std::forward<W>(waiter));
       }
-      flight = e.flight;
+      flight = slot.flight;
       return Role::Joined;
     }
-    e.flight = flight = next_id_.fetch_add(1, std::memory_order_relaxed);
+    slot.key.assign(k.dk);
+    // Unique within the stripe without a counter shared by all workers: the slot's own serial
+    // and the slot's place.
+    slot.flight = flight = (++slot.serial << 20) | s.index_of(slot);
     return Role::Leader;  // its waiter list is made by the first joiner, if any
   }
 
@@ -67,28 +76,23 @@ class FlightTable {
         s.waiters.erase(w);
       }
     }
-    if (auto it = s.entries.find(k); it != s.entries.end()) {
-      if (it->second.flight == flight) it->second.flight = 0;
-      s.drop_if_idle(it);
-    }
+    Slot& slot = s.slot(k, slots_per_stripe_);
+    if (slot.flight == flight) slot.flight = 0;
   }
 
   // A write to the key is being forwarded / has been answered.
   void write_begin(HashedKey k) {
     Stripe& s = stripe(k);
     std::lock_guard lock(s.mu);
-    auto it = s.entries.find(k);
-    if (it == s.entries.end()) it = s.entries.emplace(std::string(k.dk), Entry{}).first;
-    it->second.flight = 0;  // detached: its waiters keep their place in s.waiters
-    ++it->second.pending_writes;
+    Slot& slot = s.slot(k, slots_per_stripe_);
+    slot.flight = 0;  // detached: its waiters keep their place in s.waiters
+    ++slot.pending_writes;
   }
   void write_end(HashedKey k) {
     Stripe& s = stripe(k);
     std::lock_guard lock(s.mu);
-    auto it = s.entries.find(k);
-    if (it == s.entries.end()) return;
-    if (it->second.pending_writes > 0) --it->second.pending_writes;
-    s.drop_if_idle(it);
+    Slot& slot = s.slot(k, slots_per_stripe_);
+    if (slot.pending_writes > 0) --slot.pending_writes;
   }
 
   // Writes that may touch any key (FLUSHDB, FLUSHALL, SWAPDB, scripts with unknown keys).
@@ -98,44 +102,46 @@ class FlightTable {
     global_writes_.fetch_add(1);
     for (Stripe& s : stripes_) {
       std::lock_guard lock(s.mu);
-      for (auto& [dk, e] : s.entries) e.flight = 0;
+      for (Slot& slot : s.slots) slot.flight = 0;
     }
   }
   void write_end_all() { global_writes_.fetch_sub(1); }
 
-  // Keys with a flight or unanswered writes (idle entries kept for reuse do not count).
+  // Slots with a flight or unanswered writes.
   std::size_t entries() const {
     std::size_t n = 0;
     for (const Stripe& s : stripes_) {
       std::lock_guard lock(s.mu);
-      for (const auto& [dk, e] : s.entries) n += e.idle() ? 0 : 1;
+      for (const Slot& slot : s.slots) n += (slot.flight != 0 || slot.pending_writes > 0);
     }
     return n;
   }
 
  private:
-  struct Entry {
+  struct Slot {
     std::uint64_t flight = 0;  // the joinable flight, 0 = none
-    int pending_writes = 0;
-    bool idle() const { return flight == 0 && pending_writes == 0; }
+    std::uint64_t serial = 0;  // flights started here
+    int pending_writes = 0;    // unanswered writes to keys of this slot
+    std::string key;           // the key of `flight` (its buffer is reused)
   };
-  using Map = std::unordered_map<std::string, Entry, KeyHash, KeyEq>;
-  struct Stripe {
+  // A cache line each: workers lock different stripes without sharing lines.
+  struct alignas(64) Stripe {
     mutable std::mutex mu;
-    Map entries;
+    std::vector<Slot> slots;
     std::unordered_map<std::uint64_t, std::vector<Waiter>> waiters;  // by flight
-    void drop_if_idle(typename Map::iterator it) {
-      if (it->second.idle() && entries.size() > kRetainPerStripe) entries.erase(it);
+    Slot& slot(const HashedKey& k, std::size_t n) { return slots[(k.hash >> 8) % n]; }
+    std::uint64_t index_of(const Slot& slot) const {
+      return static_cast<std::uint64_t>(&slot - slots.data());
     }
   };
 
   Stripe& stripe(const HashedKey& k) {
-    // High bits pick the stripe; the map's buckets use the low ones.
+    // High bits pick the stripe; the slot comes from the low ones.
     return stripes_[((k.hash * 0x9e3779b97f4a7c15ull) >> 40) % stripes_.size()];
   }
 
+  std::size_t slots_per_stripe_;  // at most 2^20: flight ids keep the slot in 20 bits
   std::vector<Stripe> stripes_;
-  std::atomic<std::uint64_t> next_id_{1};
   std::atomic<int> global_writes_{0};
 };
 

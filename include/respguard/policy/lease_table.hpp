@@ -179,7 +179,7 @@ class LeaseTable {
     time_point expires;
     std::vector<Waiter> waiters;  // in arrival order
   };
-  struct Stripe {
+  struct alignas(64) Stripe {  // a cache line each: no false sharing between workers
     mutable std::mutex mu;
     std::unordered_map<std::string, Lease, KeyHash, KeyEq> leases;
   };

@@ -122,3 +122,32 @@ TEST(FlightTable, ExactlyOneLeaderUnderConcurrency) {
 
 }  // namespace
 }  // namespace respguard::policy
+
+namespace respguard::policy {
+namespace {
+
+// Keys sharing a slot (here: one stripe of one slot) never join each other's flights: the
+// second key goes upstream on its own, and a write to either stops coalescing of both until
+// it is answered. Coalescing is lost, never correctness.
+TEST(FlightTable, KeysSharingASlotAreNotCoalescedWithEachOther) {
+  FlightTable<int> t(1, 1);
+  std::uint64_t fa = 0, fb = 0, f = 0;
+  ASSERT_EQ(t.begin(std::string_view("0\0a", 3), 1, fa), FlightTable<int>::Role::Leader);
+  EXPECT_EQ(t.begin(std::string_view("0\0b", 3), 2, fb), FlightTable<int>::Role::Uncoalesced);
+  EXPECT_EQ(t.begin(std::string_view("0\0a", 3), 3, f), FlightTable<int>::Role::Joined);
+  std::vector<int> woken;
+  t.finish(std::string_view("0\0a", 3), fa, woken);
+  EXPECT_EQ(woken, (std::vector<int>{3}));
+  EXPECT_EQ(t.begin(std::string_view("0\0b", 3), 4, fb), FlightTable<int>::Role::Leader);
+  t.write_begin(std::string_view("0\0a", 3));  // detaches b's flight too
+  EXPECT_EQ(t.begin(std::string_view("0\0b", 3), 5, f), FlightTable<int>::Role::Uncoalesced);
+  t.write_end(std::string_view("0\0a", 3));
+  woken.clear();
+  t.finish(std::string_view("0\0b", 3), fb, woken);
+  EXPECT_TRUE(woken.empty());
+  EXPECT_EQ(t.begin(std::string_view("0\0b", 3), 6, f), FlightTable<int>::Role::Leader);
+  EXPECT_EQ(t.entries(), 1u);
+}
+
+}  // namespace
+}  // namespace respguard::policy
