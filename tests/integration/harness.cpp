@@ -656,6 +656,13 @@ std::string http_get(int port, std::string path, int* status, Millis timeout) {
   return body;
 }
 
+int http_status(int port, const std::string& path, std::string* body) {
+  int status = 0;
+  std::string text = http_get(port, path, &status, 2s);
+  if (body) *body = text;
+  return status;
+}
+
 // ---- SharedProxyTest ----
 
 void SharedProxyTest::SetUpTestSuite() {

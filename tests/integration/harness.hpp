@@ -205,6 +205,8 @@ std::string redis_cli(int port, const std::vector<std::string>& args);
 // code, or -1 when there was no complete response (connection refused, timeout, a body shorter
 // than its Content-Length).
 std::string http_get(int port, std::string path, int* status, Millis timeout = 5s);
+// The status of GET `path` (2 s timeout); the body goes to *body when asked for.
+int http_status(int port, const std::string& path, std::string* body = nullptr);
 
 // The shared setup of most suites: one redis-server and one proxy for all tests of the suite
 // (started in SetUpTestSuite), keys namespaced by test name so tests do not see each other.

@@ -16,7 +16,6 @@
 namespace rgtest {
 namespace {
 
-
 // The sample lines of an exposition: "name{labels}" -> value.
 
 // One series' value, NaN when the series is absent (so any comparison with it fails).
@@ -44,13 +43,6 @@ std::string scrape_text(const ProxyServer& proxy) {
   std::string body = http_get(proxy.admin_port(), "/metrics", &status);
   EXPECT_EQ(status, 200) << body;
   return body;
-}
-
-int http_status(int port, const std::string& path, std::string* body = nullptr) {
-  int status = 0;
-  std::string text = http_get(port, path, &status, 2s);
-  if (body) *body = text;
-  return status;
 }
 
 // Polls /metrics until `condition` holds on a scrape (bounded); returns the last scrape.
@@ -257,8 +249,8 @@ TEST(Observability, ReadyzFollowsTheUpstreamWhileHealthzStaysUp) {
   EXPECT_TRUE(wait_until([&] { return http_status(admin, "/readyz", &body) == 503; }, 5s))
       << "/readyz still says: " << body;
   EXPECT_TRUE(body.starts_with("not ready: worker ")) << body;
-  EXPECT_TRUE(body.ends_with(" has no ready upstream connection to 127.0.0.1:" +
-                             std::to_string(redis.port()) + "\n"))
+  EXPECT_TRUE(body.ends_with(
+      " has no ready upstream connection to 127.0.0.1:" + std::to_string(redis.port()) + "\n"))
       << body;
   EXPECT_EQ(http_status(admin, "/healthz", &body), 200) << "liveness must not follow Redis";
   EXPECT_EQ(body, "ok\n");

@@ -110,13 +110,6 @@ Samples scrape_until(const ProxyServer& proxy, const std::function<bool(const Sa
   return last;
 }
 
-int http_status(int port, const std::string& path, std::string* body = nullptr) {
-  int status = 0;
-  std::string text = http_get(port, path, &status, 2s);
-  if (body) *body = text;
-  return status;
-}
-
 // ---- timing summaries ----
 
 struct Stats {
