@@ -15,14 +15,16 @@ RUN rm -rf build build-* \
  && cmake --build build --target respguard
 
 # ---- runtime: only the shared libraries respguard links against ----
+# The packages of `ldd respguard` (libc6, libstdc++6, libgcc-s1 are in the base image);
+# tests/deploy/dockerfile_test.py checks this list against ldd and dpkg -S.
 FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libhiredis0.14 libspdlog1.10 libfmt9 libyaml-cpp0.7 \
-      libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 \
+      libspdlog1.10 libfmt9 libyaml-cpp0.7 libprometheus-cpp-core1.0 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin respguard
 COPY --from=build /src/build/respguard /usr/local/bin/respguard
+# The documented config path: mount a ConfigMap or a file over /etc/respguard (read-only is fine).
 COPY config/respguard.yaml /etc/respguard/respguard.yaml
 # Fails the image build if a shared library is missing.
 RUN respguard --version

@@ -7,8 +7,12 @@
 RESPGUARD_PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libboost-dev libhiredis-dev libspdlog-dev libyaml-cpp-dev prometheus-cpp-dev
-  libgtest-dev redis-server redis-tools prometheus python3-redis
+  libgtest-dev redis-server redis-tools prometheus python3-redis python3-yaml
 )
+# kubectl renders deploy/kubernetes/ in the tests. Debian's package is kubernetes-client, which
+# conflicts with the kubectl package (Kubernetes' own apt repository): add it only when no
+# kubectl is on the PATH.
+command -v kubectl >/dev/null 2>&1 || RESPGUARD_PACKAGES+=(kubernetes-client)
 
 # Installs whichever of the given packages are missing. Runs apt-get update only when something
 # is missing, so a prepared machine never touches the network.
