@@ -24,13 +24,7 @@ import sys
 # on libstdc++6 and libgcc-s1); the runtime stage need not install them.
 BASE_IMAGE_PACKAGES = {"libc6", "libgcc-s1", "libstdc++6", "zlib1g"}
 CONFIG_PATH = "/etc/respguard/respguard.yaml"
-failures = []
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-    return cond
+from verdict import check, report  # noqa: E402  (tests/deploy/verdict.py, beside this file)
 
 
 def instructions(text):
@@ -166,14 +160,6 @@ def main():
     extra = installed - set(needed)
     check(not extra, f"runtime packages the binary does not link (ldd): {sorted(extra)}")
     return report()
-
-
-def report():
-    if failures:
-        print("FAILED:\n  " + "\n  ".join(failures))
-        return 1
-    print("ok")
-    return 0
 
 
 if __name__ == "__main__":

@@ -20,13 +20,7 @@ import tempfile
 import yaml  # Debian python3-yaml
 
 CONFIG_PATH = "/etc/respguard/respguard.yaml"
-failures = []
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-    return cond
+from verdict import check, report  # noqa: E402  (tests/deploy/verdict.py, beside this file)
 
 
 def duration_s(text):
@@ -179,14 +173,6 @@ def main():
         check(any(e.get("port") == "admin" and e.get("path", "/metrics") == "/metrics" for e in eps),
               "PodMonitor does not scrape port admin, /metrics")
     return report()
-
-
-def report():
-    if failures:
-        print("FAILED:\n  " + "\n  ".join(failures))
-        return 1
-    print("ok")
-    return 0
 
 
 if __name__ == "__main__":
