@@ -428,9 +428,9 @@ void ClientSession::maybe_release_dedicated() {
 }
 
 bool ClientSession::would_stall() {
-  if (inflight_ == 0) return false;
+  if (inflight_ == 0) return false;  // nothing to wait for: no need to find the target
   UpstreamConnection* target = dedicated_ ? dedicated_.get() : &worker_.pool().shared(proto_, id_);
-  return inflight_ > 0 && target != last_target_;
+  return target != last_target_;
 }
 
 ClientSession::Dispatch ClientSession::forward(const resp::Command& cmd,

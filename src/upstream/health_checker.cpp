@@ -9,10 +9,7 @@ HealthChecker::HealthChecker(asio::io_context& io, const config::Config& config,
                              observability::Shard& metrics)
     : io_(io), config_(config), guard_(guard), metrics_(metrics), timer_(io) {
   const config::UpstreamConfig& up = config.upstream;
-  ConnectionOptions o;
-  o.endpoint = up.address;
-  o.username = up.username;
-  o.password = up.password;
+  ConnectionOptions o = ConnectionOptions::from(config);
   o.connect_timeout = std::min(up.connect_timeout, config.health_check.timeout);
   // The PING's own deadline: a timeout resets the connection and answers the PING with an
   // error, which is exactly one failed check.
@@ -20,7 +17,6 @@ HealthChecker::HealthChecker(asio::io_context& io, const config::Config& config,
   // Reconnect at the check's pace: a check finding no connection is a failed check anyway.
   o.reconnect_backoff_min = std::min(up.reconnect_backoff_min, config.health_check.interval);
   o.reconnect_backoff_max = std::min(up.reconnect_backoff_max, config.health_check.interval);
-  o.limits = config.protocol;
   o.name = "respguard-health";
   o.quiet = true;
   o.metrics = &metrics;  // the main thread's shard; the guard is not told: checks speak for it

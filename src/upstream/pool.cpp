@@ -25,18 +25,9 @@ Pool::~Pool() {
 }
 
 ConnectionOptions Pool::options(int protocol, bool dedicated, const std::string& name) const {
-  const config::UpstreamConfig& up = config_.upstream;
-  ConnectionOptions o;
-  o.endpoint = up.address;
-  o.username = up.username;
-  o.password = up.password;
+  ConnectionOptions o = ConnectionOptions::from(config_);
   o.protocol = protocol;
   o.dedicated = dedicated;
-  o.connect_timeout = up.connect_timeout;
-  o.request_timeout = up.request_timeout;
-  o.reconnect_backoff_min = up.reconnect_backoff_min;
-  o.reconnect_backoff_max = up.reconnect_backoff_max;
-  o.limits = config_.protocol;
   o.name = name;
   o.metrics = &metrics_;
   o.record_latency = config_.admin.metrics;

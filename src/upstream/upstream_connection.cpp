@@ -84,6 +84,20 @@ void UpstreamConnection::count_error(observability::UpstreamError kind) {
   }
 }
 
+ConnectionOptions ConnectionOptions::from(const config::Config& config) {
+  const config::UpstreamConfig& up = config.upstream;
+  ConnectionOptions o;
+  o.endpoint = up.address;
+  o.username = up.username;
+  o.password = up.password;
+  o.connect_timeout = up.connect_timeout;
+  o.request_timeout = up.request_timeout;
+  o.reconnect_backoff_min = up.reconnect_backoff_min;
+  o.reconnect_backoff_max = up.reconnect_backoff_max;
+  o.limits = config.protocol;
+  return o;
+}
+
 void UpstreamConnection::start() {
   if (state_ == State::Idle) connect();
 }

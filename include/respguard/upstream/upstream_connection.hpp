@@ -84,7 +84,11 @@ struct ConnectionOptions {
   observability::Shard* metrics = nullptr;  // the worker's shard: connection state, errors
   bool record_latency = false;              // also the upstream latency histogram (admin.metrics)
   UpstreamGuard* guard = nullptr;           // the circuit breaker hears every reply and failure
-  bool quiet = false;        // failures logged at debug (the health checker reports them itself)
+  bool quiet = false;  // failures logged at debug (the health checker reports them itself)
+
+  // The upstream section of `config`: address, credentials, timeouts, backoff, limits. The
+  // caller adds what differs per connection (name, protocol, metrics, guard).
+  static ConnectionOptions from(const config::Config& config);
   unsigned guard_shard = 0;  // the worker's index
 };
 
