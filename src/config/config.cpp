@@ -213,6 +213,29 @@ constexpr Option kOptions[] = {
      .help = "Most keys under a miss lease at once, all rules together.",
      .min = 1},
 
+    // The coherence channel. Its options matter only when a rule keeps local state (a negative
+    // cache, a Bloom filter); without such a rule nothing is subscribed or scanned.
+    {.key = "coherence.enabled",
+     .type = Type::Bool,
+     .field = [](Config& c) -> Ref { return &c.coherence.enabled; },
+     .help = "Keep the policies' local state (negative cache, Bloom filters) true when other "
+             "clients write to Redis directly: the proxy subscribes to Redis's invalidation "
+             "messages (CLIENT TRACKING BCAST) for the prefixes of such rules. Rules with bloom "
+             "need it; without it a negative cache sees only writes made through this proxy."},
+    {.key = "coherence.scan_count",
+     .type = Type::Uint,
+     .field = [](Config& c) -> Ref { return &c.coherence.scan_count; },
+     .help = "COUNT of each SCAN (keyspace Bloom filters) or SSCAN (source: set) call of a "
+             "warm-up: larger means fewer round trips but a longer time Redis spends on each.",
+     .min = 1,
+     .max = 100000},
+    // std::uint64_t is std::size_t on the platforms built for (LP64), so it fits the Ref variant.
+    {.key = "coherence.warmup_keys_per_second",
+     .type = Type::Uint,
+     .field = [](Config& c) -> Ref { return &c.coherence.warmup_keys_per_second; },
+     .help = "Pace of warm-up scans, in keys per second for the whole process, so filling the "
+             "filters does not crowd out client traffic on Redis; 0 = as fast as Redis answers."},
+
     // Protection. rate_limit.overrides is a list, read by its own loader like `rules`.
     {.key = "rate_limit.identity",
      .type = Type::Enum,
@@ -783,6 +806,14 @@ constexpr std::string_view kRuleKeys[] = {
     "negative_cache.ttl",
     "lease",
     "lease.wait",
+    "bloom",
+    "bloom.source",
+    "bloom.expected_keys",
+    "bloom.false_positive_rate",
+    "bloom.set",
+    "bloom.id",
+    "bloom.absent_reply",
+    "bloom.rebuild_interval",
 };
 
 // "rules[2]" for the rule at index 2 (0-based, like the list it is in).
@@ -805,15 +836,115 @@ std::string format_double(double value) {
 }
 
 bool has_policy(const RuleConfig& rule) {
-  return rule.jitter || rule.coalesce || rule.negative_cache || rule.lease;
+  return rule.jitter || rule.coalesce || rule.negative_cache || rule.lease || rule.bloom;
 }
 
 constexpr std::string_view kNoPolicy =
-    "sets no policy (jitter, coalesce, negative_cache or lease), so it would change nothing";
+    "sets no policy (jitter, coalesce, negative_cache, lease or bloom), so it would change "
+    "nothing";
+
+// Bloom pre-checks. The ranges keep a filter's memory sane (1e9 keys at 1 % is about 1.2 GB)
+// and its answers useful (a rate above 0.5 rejects little); a rebuild more often than every
+// second would be scanning Redis all the time.
+constexpr std::uint64_t kBloomMaxExpectedKeys = 1'000'000'000;
+constexpr double kBloomMaxFalsePositiveRate = 0.5;
+constexpr Millis kBloomMinRebuildInterval{1000};
+constexpr std::string_view kBloomSourceChoices = "expected keyspace or set";
+constexpr std::string_view kExpectedKeysRange = "must be between 1 and 1000000000";
+constexpr std::string_view kFalsePositiveRange =
+    "must be greater than 0 and at most 0.5 (0.01 = 1%)";
+constexpr std::string_view kRebuildRange = "must be 0 (never rebuild) or at least 1s";
+constexpr std::string_view kIdPlaceholder = "{id}";
+
+bool expected_keys_ok(std::uint64_t keys) {
+  return keys >= 1 && keys <= kBloomMaxExpectedKeys;
+}
+
+bool false_positive_rate_ok(double rate) {
+  return rate > 0 && rate <= kBloomMaxFalsePositiveRate;  // false for NaN too
+}
+
+bool rebuild_interval_ok(Millis interval) {
+  return interval.count() == 0 || interval >= kBloomMinRebuildInterval;
+}
+
+std::size_t count_of(std::string_view text, std::string_view part) {
+  std::size_t count = 0;
+  for (std::size_t at = text.find(part); at != std::string_view::npos;
+       at = text.find(part, at + part.size())) {
+    ++count;
+  }
+  return count;
+}
+
+// The first broken check of a rule's bloom section: ("rules[0].bloom.id", reason). `path` is
+// "rules[0].bloom". The loader checks the ranges as it reads (quoting the text written) and the
+// rest, which relates the keys to `source`, here.
+std::optional<std::pair<std::string, std::string>> bloom_violation(const BloomConfig& bloom,
+                                                                   const std::string& path) {
+  using Source = BloomConfig::Source;
+  if (bloom.source != Source::Keyspace && bloom.source != Source::Set) {
+    return {{path + ".source", std::string(kBloomSourceChoices) + ", got " +
+                                   in_quotes(std::to_string(static_cast<unsigned>(bloom.source)))}};
+  }
+  if (!expected_keys_ok(bloom.expected_keys)) {
+    return {{path + ".expected_keys", std::string(kExpectedKeysRange) + ", got " +
+                                          in_quotes(std::to_string(bloom.expected_keys))}};
+  }
+  if (!false_positive_rate_ok(bloom.false_positive_rate)) {
+    return {
+        {path + ".false_positive_rate", std::string(kFalsePositiveRange) + ", got " +
+                                            in_quotes(format_double(bloom.false_positive_rate))}};
+  }
+  if (!rebuild_interval_ok(bloom.rebuild_interval)) {
+    return {{path + ".rebuild_interval", std::string(kRebuildRange) + ", got " +
+                                             in_quotes(format_duration(bloom.rebuild_interval))}};
+  }
+  if (bloom.source == Source::Set) {
+    if (bloom.set.empty()) {
+      return {{path + ".set",
+               "missing: source: set needs the Redis SET that holds the valid ids, such as "
+               "\"valid:product-ids\""}};
+    }
+    if (bloom.id.empty()) {
+      return {{path + ".id",
+               "missing: source: set needs where the id sits in a key, such as "
+               "\"product:{id}\""}};
+    }
+    if (count_of(bloom.id, kIdPlaceholder) != 1) {
+      return {{path + ".id",
+               "must contain {id} exactly once, where the id sits in a key (such as "
+               "\"product:{id}\"), got " +
+                   in_quotes(bloom.id)}};
+    }
+    return std::nullopt;
+  }
+  if (!bloom.set.empty()) {
+    return {{path + ".set",
+             "allowed only with source: set; a keyspace filter learns its keys from Redis "
+             "itself"}};
+  }
+  if (!bloom.id.empty()) {
+    return {{path + ".id",
+             "allowed only with source: set; a keyspace filter holds whole keys, not ids"}};
+  }
+  if (bloom.absent_reply) {
+    return {{path + ".absent_reply",
+             "allowed only with source: set: with source: keyspace a nil from Redis means "
+             "\"not cached\", not \"does not exist\", so there is nothing to answer for the "
+             "database"}};
+  }
+  return std::nullopt;
+}
+
+constexpr std::string_view kBloomNeedsCoherence =
+    "needs coherence.enabled: true: without the channel a filter cannot learn of keys written "
+    "directly to Redis";
 
 // The first broken check of a rule set in code: ("rules[0].jitter.percent", reason).
 std::optional<std::pair<std::string, std::string>> rule_violation(const RuleConfig& rule,
-                                                                  std::size_t index) {
+                                                                  std::size_t index,
+                                                                  const Config& config) {
   const std::string path = rule_path(index);
   auto duration_ok = [](Millis d) { return d.count() > 0; };
   if (rule.match.empty()) return {{path + ".match", "must not be empty; \"*\" matches every key"}};
@@ -839,6 +970,10 @@ std::optional<std::pair<std::string, std::string>> rule_violation(const RuleConf
   if (rule.lease && !duration_ok(rule.lease->wait)) {
     return {{path + ".lease.wait", std::string(kPositiveDuration) + ", got " +
                                        in_quotes(format_duration(rule.lease->wait))}};
+  }
+  if (rule.bloom) {
+    if (auto v = bloom_violation(*rule.bloom, path + ".bloom")) return v;
+    if (!config.coherence.enabled) return {{path + ".bloom", std::string(kBloomNeedsCoherence)}};
   }
   if (!has_policy(rule)) return {{path, std::string(kNoPolicy)}};
   return std::nullopt;
@@ -956,7 +1091,10 @@ std::optional<Violation> first_violation(const Config& config) {
     }
   }
   for (std::size_t i = 0; i < config.rules.size(); ++i) {
-    if (auto v = rule_violation(config.rules[i], i)) return Violation{v->first, "", v->second};
+    if (auto v = rule_violation(config.rules[i], i, config)) {
+      const bool coherence = v->second == kBloomNeedsCoherence;
+      return Violation{v->first, coherence ? "coherence.enabled" : "", v->second};
+    }
   }
   if (auto v = override_violation(config.rate_limit)) return Violation{v->first, "", v->second};
   return std::nullopt;
@@ -1114,6 +1252,9 @@ class Loader {
         rule.negative_cache = read_negative_cache(value, line, key, path);
       } else if (name == "lease") {
         rule.lease = read_lease(value, line, key, path);
+      } else if (name == "bloom") {
+        rule.bloom = read_bloom(value, line, key, path);
+        lines_.emplace(key, line);  // for the check against coherence.enabled, made at the end
       } else {
         fail(line, key, "unknown key" + rule_suggestion(path, key));
       }
@@ -1219,6 +1360,57 @@ class Loader {
       lease.wait = read_positive_duration(v, l, k);
     });
     return lease;
+  }
+
+  BloomConfig read_bloom(const YAML::Node& value, int line, const std::string& key,
+                         const std::string& path) {
+    BloomConfig bloom;
+    std::map<std::string, int, std::less<>> lines;  // the key of each entry -> its line
+    for_each_section_entry(value, line, key, [&](const std::string& k, const YAML::Node& v, int l) {
+      const std::string_view name = last_name(k);
+      lines.emplace(k, l);
+      if (name == "source") {
+        const std::string text = lower(scalar(v, l, k, "keyspace or set"));
+        if (text == "keyspace") {
+          bloom.source = BloomConfig::Source::Keyspace;
+        } else if (text == "set") {
+          bloom.source = BloomConfig::Source::Set;
+        } else {
+          fail(l, k, std::string(kBloomSourceChoices) + ", got " + in_quotes(v.Scalar()));
+        }
+      } else if (name == "expected_keys") {
+        bloom.expected_keys = read_expected_keys(v, l, k);
+      } else if (name == "false_positive_rate") {
+        bloom.false_positive_rate = read_false_positive_rate(v, l, k);
+      } else if (name == "set") {
+        bloom.set = scalar(v, l, k, "the name of a Redis SET such as \"valid:product-ids\"");
+      } else if (name == "id") {
+        bloom.id = scalar(v, l, k, "a key with {id} in it such as \"product:{id}\"");
+      } else if (name == "absent_reply") {
+        bloom.absent_reply = scalar(v, l, k, "a string such as \"__absent__\"");
+      } else if (name == "rebuild_interval") {
+        const std::string& text = scalar(v, l, k, "a duration such as 30m or 1h, or 0");
+        Millis interval;
+        try {
+          interval = parse_duration(text);
+        } catch (const std::invalid_argument& e) {
+          fail(l, k, e.what());
+        }
+        if (!rebuild_interval_ok(interval)) {
+          fail(l, k, std::string(kRebuildRange) + ", got " + in_quotes(text));
+        }
+        bloom.rebuild_interval = interval;
+      } else {
+        fail(l, k, "unknown key" + rule_suggestion(path, k));
+      }
+    });
+    // What relates the keys to the source, at the line of the key at fault, or of `bloom:` when
+    // the key is missing.
+    if (auto v = bloom_violation(bloom, key)) {
+      auto at = lines.find(v->first);
+      fail(at == lines.end() ? line : at->second, v->first, v->second);
+    }
+    return bloom;
   }
 
   // Calls visit(full key, value, line) for each entry of a mapping below `path`, after the
@@ -1343,6 +1535,33 @@ class Loader {
       fail(line, key, "must be at most " + std::to_string(kMax) + ", got " + in_quotes(text));
     }
     return static_cast<unsigned>(*number);
+  }
+
+  std::uint64_t read_expected_keys(const YAML::Node& value, int line, std::string_view key) const {
+    constexpr std::string_view kWhat = "a number of keys such as 1000000";
+    const std::string& text = scalar(value, line, key, kWhat);
+    if (!all_digits(text)) {
+      fail(line, key, "expected " + std::string(kWhat) + ", got " + in_quotes(text));
+    }
+    std::optional<std::uint64_t> number = to_u64(text);  // nullopt: too large
+    if (!number || !expected_keys_ok(*number)) {
+      fail(line, key, std::string(kExpectedKeysRange) + ", got " + in_quotes(text));
+    }
+    return *number;
+  }
+
+  double read_false_positive_rate(const YAML::Node& value, int line, std::string_view key) const {
+    constexpr std::string_view kWhat = "a fraction such as 0.01 (1%)";
+    const std::string& text = scalar(value, line, key, kWhat);
+    double rate = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), rate);
+    if (ec != std::errc() || end != text.data() + text.size()) {
+      fail(line, key, "expected " + std::string(kWhat) + ", got " + in_quotes(text));
+    }
+    if (!false_positive_rate_ok(rate)) {
+      fail(line, key, std::string(kFalsePositiveRange) + ", got " + in_quotes(text));
+    }
+    return rate;
   }
 
   int read_db(const YAML::Node& value, int line, std::string_view key) const {
@@ -1510,6 +1729,10 @@ void validate(const Config& config) {
   if (std::optional<Violation> v = first_violation(config)) {
     throw ConfigError(v->key + ": " + v->reason);
   }
+}
+
+std::string_view glob_literal_prefix(std::string_view glob) {
+  return glob.substr(0, glob.find_first_of("*?[\\"));
 }
 
 std::string reference_markdown() {

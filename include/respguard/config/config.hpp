@@ -86,6 +86,19 @@ struct LeaseConfig {
   bool operator==(const LeaseConfig&) const = default;
 };
 
+// Bloom pre-check of a rule ("Bloom filters" in docs/configuration.md).
+struct BloomConfig {
+  enum class Source : std::uint8_t { Keyspace, Set };
+  Source source = Source::Keyspace;  // keyspace: keys that exist in Redis; set: ids in a Redis SET
+  std::uint64_t expected_keys = 1000000;
+  double false_positive_rate = 0.01;
+  std::string set;  // source: set — the Redis SET holding the valid ids
+  std::string id;   // source: set — where the id sits in a key: "product:{id}"
+  std::optional<std::string> absent_reply;  // source: set only — bulk reply for ids not in the set
+  Millis rebuild_interval{3600000};  // rebuild (keyspace) / reload (set) from scratch; 0 = never
+  bool operator==(const BloomConfig&) const = default;
+};
+
 struct RuleConfig {
   std::string match;      // glob: "user:*"
   std::optional<int> db;  // only this db; absent: every db
@@ -93,14 +106,28 @@ struct RuleConfig {
   bool coalesce = false;
   std::optional<NegativeCacheConfig> negative_cache;
   std::optional<LeaseConfig> lease;
+  std::optional<BloomConfig> bloom;
   bool operator==(const RuleConfig&) const = default;
 };
+
+// The literal prefix of a glob (the characters before the first *, ?, [ or \\): what the
+// coherence channel tracks for a rule. "user:*" -> "user:", "*" -> "", "a\\*b" -> "a".
+std::string_view glob_literal_prefix(std::string_view glob);
 
 // Process-wide bounds of the policies' state.
 struct PolicyLimits {
   std::size_t negative_cache_max_entries = 100000;
   std::size_t lease_max_keys = 100000;
   bool operator==(const PolicyLimits&) const = default;
+};
+
+// The coherence channel (CLIENT TRACKING BCAST + __redis__:invalidate) that keeps local state
+// (negative cache, Bloom filters) true when others write to Redis directly.
+struct CoherenceConfig {
+  bool enabled = true;                            // used only when a rule keeps local state
+  std::size_t scan_count = 1000;                  // COUNT of each warm-up SCAN / SSCAN call
+  std::uint64_t warmup_keys_per_second = 200000;  // pacing of warm-up scans; 0 = unpaced
+  bool operator==(const CoherenceConfig&) const = default;
 };
 
 // Per-client rate limits ("Rate limits" in docs/configuration.md). A token bucket per client
@@ -167,6 +194,7 @@ struct Config {
   AdminConfig admin;
   std::vector<RuleConfig> rules;  // first match wins
   PolicyLimits policy_limits;
+  CoherenceConfig coherence;
   RateLimitConfig rate_limit;
   BreakerConfig breaker;
   HealthCheckConfig health_check;

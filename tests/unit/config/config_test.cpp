@@ -144,11 +144,24 @@ rules:
       ttl: 3s
     lease:
       wait: 250ms
+    bloom:
+      source: set
+      expected_keys: 5000
+      false_positive_rate: 0.001
+      set: "valid:user-ids"
+      id: "user:{id}"
+      absent_reply: "__absent__"
+      rebuild_interval: 30m
   - match: "*"
     coalesce: true
 policy_limits:
   negative_cache_max_entries: 5000
   lease_max_keys: 700
+# enabled stays at its default, true: the bloom rule above needs it (false is tested apart).
+coherence:
+  enabled: true
+  scan_count: 250
+  warmup_keys_per_second: 0
 rate_limit:
   identity: client_name
   rate: 500
@@ -198,6 +211,9 @@ TEST(ConfigDefaults, MatchTheDocumentedValues) {
   EXPECT_TRUE(c.rate_limit.overrides.empty());
   EXPECT_FALSE(c.breaker.enabled);
   EXPECT_TRUE(c.health_check.enabled);
+  EXPECT_TRUE(c.coherence.enabled);
+  EXPECT_EQ(c.coherence.scan_count, 1000u);
+  EXPECT_EQ(c.coherence.warmup_keys_per_second, 200000u);
   EXPECT_NO_THROW(validate(c));
 }
 
@@ -270,10 +286,22 @@ TEST(ConfigLoad, EveryOptionIsRead) {
   EXPECT_TRUE(r.coalesce);
   EXPECT_EQ(r.negative_cache, NegativeCacheConfig{Millis(3000)});
   EXPECT_EQ(r.lease, LeaseConfig{Millis(250)});
+  ASSERT_TRUE(r.bloom.has_value());
+  EXPECT_EQ(r.bloom->source, BloomConfig::Source::Set);
+  EXPECT_EQ(r.bloom->expected_keys, 5000u);
+  EXPECT_EQ(r.bloom->false_positive_rate, 0.001);
+  EXPECT_EQ(r.bloom->set, "valid:user-ids");
+  EXPECT_EQ(r.bloom->id, "user:{id}");
+  EXPECT_EQ(r.bloom->absent_reply, "__absent__");
+  EXPECT_EQ(r.bloom->rebuild_interval, Millis(1'800'000));
   EXPECT_EQ(c.rules[1].match, "*");
   EXPECT_EQ(c.rules[1].db, std::nullopt);
   EXPECT_TRUE(c.rules[1].coalesce);
-  EXPECT_FALSE(c.rules[1].jitter || c.rules[1].negative_cache || c.rules[1].lease);
+  EXPECT_FALSE(c.rules[1].jitter || c.rules[1].negative_cache || c.rules[1].lease ||
+               c.rules[1].bloom);
+  EXPECT_TRUE(c.coherence.enabled);
+  EXPECT_EQ(c.coherence.scan_count, 250u);
+  EXPECT_EQ(c.coherence.warmup_keys_per_second, 0u);
   EXPECT_EQ(c.rate_limit.identity, "client_name");
   EXPECT_EQ(c.rate_limit.limit, (RateLimitRule{500, 800}));
   EXPECT_EQ(c.rate_limit.write_limit, (RateLimitRule{50, 20}));
@@ -323,6 +351,16 @@ TEST(ConfigLoad, ConfigEqualityComparesEveryOption) {
   EXPECT_TRUE(same_rules == other);
   same_rules.rules[0].jitter = JitterConfig{};
   EXPECT_FALSE(same_rules == other);
+  same_rules = other;
+  same_rules.rules[0].bloom = BloomConfig{};
+  EXPECT_FALSE(same_rules == other);
+  Config same_bloom = same_rules;
+  EXPECT_TRUE(same_bloom == same_rules);
+  same_bloom.rules[0].bloom->absent_reply = "";
+  EXPECT_FALSE(same_bloom == same_rules);
+  other = base;
+  other.coherence.warmup_keys_per_second = 1;
+  EXPECT_FALSE(base == other);
   other = base;
   other.breaker.probes = 9;
   EXPECT_FALSE(base == other);
@@ -668,10 +706,26 @@ TEST(ConfigFile, DefaultConfigFileEqualsTheDefaults) {
     EXPECT_TRUE(yaml_sets(text, key)) << "config/respguard.yaml does not set " << key;
   }
   // No rules by default, but a commented example of every rule key.
-  for (const char* line :
-       {"# rules:", "#   - match:", "#     db:", "#       percent:", "#       positive_only:",
-        "#       expire_commands:", "#       default_ttl:", "#     coalesce:",
-        "#     negative_cache:", "#       ttl:", "#     lease:", "#       wait:"}) {
+  for (const char* line : {"# rules:",
+                           "#   - match:",
+                           "#     db:",
+                           "#       percent:",
+                           "#       positive_only:",
+                           "#       expire_commands:",
+                           "#       default_ttl:",
+                           "#     coalesce:",
+                           "#     negative_cache:",
+                           "#       ttl:",
+                           "#     lease:",
+                           "#       wait:",
+                           "#     bloom:",
+                           "#       source:",
+                           "#       expected_keys:",
+                           "#       false_positive_rate:",
+                           "#       set:",
+                           "#       id:",
+                           "#       absent_reply:",
+                           "#       rebuild_interval:"}) {
     EXPECT_NE(text.find(line), std::string::npos) << line;
   }
   // No rate limit overrides either, but a commented example.
@@ -697,6 +751,29 @@ TEST(ConfigFile, AllPoliciesExampleTurnsOnEveryPolicyForEveryKey) {
   EXPECT_EQ(r.negative_cache, NegativeCacheConfig{Millis(5000)});
   EXPECT_EQ(r.lease, LeaseConfig{Millis(1000)});
   // Everything else is the default.
+  Config expected;
+  expected.rules = c.rules;
+  EXPECT_TRUE(c == expected);
+}
+
+// One "*" rule with a keyspace filter and a negative cache, the channel on; nothing else changed.
+TEST(ConfigFile, BloomExampleFiltersEveryKey) {
+  const std::filesystem::path path = kRepoRoot / "config/examples/bloom.yaml";
+  const Config c = load_file(path.string());
+  ASSERT_EQ(c.rules.size(), 1u);
+  const RuleConfig& r = c.rules[0];
+  EXPECT_EQ(r.match, "*");
+  EXPECT_EQ(r.db, std::nullopt);
+  EXPECT_EQ(r.bloom, BloomConfig{});
+  EXPECT_EQ(r.negative_cache, NegativeCacheConfig{Millis(5000)});
+  EXPECT_FALSE(r.jitter || r.coalesce || r.lease);
+  EXPECT_TRUE(c.coherence.enabled);
+  const std::string text = read_text(path);
+  EXPECT_TRUE(yaml_sets(text, "coherence.enabled")) << "coherence is on explicitly";
+  for (const char* line : {"#   - match: \"product:*\"", "#       source: set",
+                           "#       set:", "#       id:", "#       absent_reply:"}) {
+    EXPECT_NE(text.find(line), std::string::npos) << line;
+  }
   Config expected;
   expected.rules = c.rules;
   EXPECT_TRUE(c == expected);
@@ -744,7 +821,7 @@ TEST(ConfigFile, EveryExampleLoads) {
     examples.push_back(entry.path().filename().string());
     EXPECT_NO_THROW(load_file(entry.path().string())) << entry.path();
   }
-  for (const char* name : {"all-policies.yaml", "protection.yaml"}) {
+  for (const char* name : {"all-policies.yaml", "protection.yaml", "bloom.yaml"}) {
     EXPECT_NE(std::find(examples.begin(), examples.end(), name), examples.end()) << name;
   }
 }
@@ -905,7 +982,8 @@ TEST(ConfigRules, MatchIsRequiredAndNotEmpty) {
 
 TEST(ConfigRules, ARuleWithoutPolicyIsAnError) {
   const std::string reason =
-      "sets no policy (jitter, coalesce, negative_cache or lease), so it would change nothing";
+      "sets no policy (jitter, coalesce, negative_cache, lease or bloom), so it would change "
+      "nothing";
   EXPECT_EQ(load_error("rules:\n  - match: \"user:*\"\n"), "respguard.yaml:2: rules[0]: " + reason);
   EXPECT_EQ(load_error("rules:\n  - match: a\n    coalesce: true\n  - match: b\n    db: 1\n"
                        "    coalesce: false\n"),
@@ -940,8 +1018,14 @@ TEST(ConfigRules, UnknownKeysNameTheirPathAndSuggest) {
   EXPECT_EQ(load_error("rules:\n  - match: a\n    negative_cache: {wait: 5s}\n"),
             "respguard.yaml:3: rules[0].negative_cache.wait: unknown key (did you mean "
             "'rules[0].lease.wait'?)");
-  EXPECT_EQ(load_error("rules:\n  - match: a\n    bloom: {}\n"),
-            "respguard.yaml:3: rules[0].bloom: unknown key");
+  EXPECT_EQ(load_error("rules:\n  - match: a\n    bloom: {sorce: set}\n"),
+            "respguard.yaml:3: rules[0].bloom.sorce: unknown key (did you mean "
+            "'rules[0].bloom.source'?)");
+  EXPECT_EQ(load_error("rules:\n  - match: a\n    bloom: {ttl: 5s}\n"),
+            "respguard.yaml:3: rules[0].bloom.ttl: unknown key (did you mean "
+            "'rules[0].negative_cache.ttl'?)");
+  EXPECT_EQ(load_error("rules:\n  - match: a\n    blom: {}\n"),
+            "respguard.yaml:3: rules[0].blom: unknown key (did you mean 'rules[0].bloom'?)");
   EXPECT_EQ(load_error("rule:\n  - match: a\n"),
             "respguard.yaml:1: rule: unknown key (did you mean 'rules'?)");
 }
@@ -1015,8 +1099,292 @@ TEST(Validate, ChecksRulesSetInCode) {
   EXPECT_EQ(validate_error(c), "rules[0].lease.wait: must be greater than 0, got '0'");
   c.rules[0] = make_rule("a", false);
   EXPECT_EQ(validate_error(c),
-            "rules[0]: sets no policy (jitter, coalesce, negative_cache or lease), so it would "
-            "change nothing");
+            "rules[0]: sets no policy (jitter, coalesce, negative_cache, lease or bloom), so it "
+            "would change nothing");
+}
+
+// --- Bloom pre-checks and the coherence channel -----------------------------------------
+
+// "rules:\n  - match: \"product:*\"\n    bloom:\n" followed by `lines`, each indented below bloom.
+std::string bloom_yaml(const std::vector<std::string>& lines) {
+  std::string yaml = "rules:\n  - match: \"product:*\"\n    bloom:\n";
+  for (const std::string& line : lines) yaml += "      " + line + "\n";
+  return yaml;
+}
+
+BloomConfig make_set_bloom() {
+  BloomConfig bloom;
+  bloom.source = BloomConfig::Source::Set;
+  bloom.set = "valid:product-ids";
+  bloom.id = "product:{id}";
+  return bloom;
+}
+
+TEST(ConfigBloom, EmptySectionIsAKeyspaceFilterWithTheDefaults) {
+  const Config c = load_string("rules:\n  - match: \"*\"\n    bloom: {}\n");
+  ASSERT_EQ(c.rules.size(), 1u);
+  ASSERT_TRUE(c.rules[0].bloom.has_value());
+  const BloomConfig& b = *c.rules[0].bloom;
+  EXPECT_EQ(b, BloomConfig{});
+  EXPECT_EQ(b.source, BloomConfig::Source::Keyspace);
+  EXPECT_EQ(b.expected_keys, 1'000'000u);
+  EXPECT_EQ(b.false_positive_rate, 0.01);
+  EXPECT_EQ(b.set, "");
+  EXPECT_EQ(b.id, "");
+  EXPECT_EQ(b.absent_reply, std::nullopt);
+  EXPECT_EQ(b.rebuild_interval, Millis(3'600'000));
+  EXPECT_FALSE(c.rules[0].coalesce || c.rules[0].jitter || c.rules[0].negative_cache ||
+               c.rules[0].lease);
+}
+
+TEST(ConfigBloom, SetSourceAsInTheDocs) {
+  const Config c = load_string(
+      "rules:\n"
+      "  - match: \"product:*\"\n"
+      "    negative_cache: {ttl: 5s}\n"
+      "    bloom:\n"
+      "      source: set            # keyspace (default) | set\n"
+      "      set: \"valid:product-ids\"\n"
+      "      id: \"product:{id}\"\n"
+      "      expected_keys: 1000000\n"
+      "      false_positive_rate: 0.01\n"
+      "      absent_reply: \"__absent__\"\n"
+      "      rebuild_interval: 1h\n");
+  ASSERT_EQ(c.rules.size(), 1u);
+  BloomConfig expected = make_set_bloom();
+  expected.absent_reply = "__absent__";
+  EXPECT_EQ(c.rules[0].bloom, expected);
+  EXPECT_EQ(c.rules[0].negative_cache, NegativeCacheConfig{Millis(5000)});
+  // Any case, like the other choices; an empty absent_reply is an empty bulk string.
+  const Config upper = load_string(bloom_yaml(
+      {"source: SET", "set: s", "id: \"p:{id}\"", "absent_reply: \"\"", "rebuild_interval: 0"}));
+  EXPECT_EQ(upper.rules[0].bloom->source, BloomConfig::Source::Set);
+  EXPECT_EQ(upper.rules[0].bloom->absent_reply, "");
+  EXPECT_EQ(upper.rules[0].bloom->rebuild_interval, Millis(0));
+  EXPECT_EQ(load_string(bloom_yaml({"source: Keyspace"})).rules[0].bloom->source,
+            BloomConfig::Source::Keyspace);
+}
+
+TEST(ConfigBloom, SourceMustBeKeyspaceOrSet) {
+  EXPECT_EQ(load_error(bloom_yaml({"source: hash"})),
+            "respguard.yaml:4: rules[0].bloom.source: expected keyspace or set, got 'hash'");
+  EXPECT_EQ(load_error(bloom_yaml({"source:"})),
+            "respguard.yaml:4: rules[0].bloom.source: no value; expected keyspace or set");
+}
+
+TEST(ConfigBloom, ExpectedKeysRange) {
+  EXPECT_EQ(load_string(bloom_yaml({"expected_keys: 1"})).rules[0].bloom->expected_keys, 1u);
+  EXPECT_EQ(load_string(bloom_yaml({"expected_keys: 1000000000"})).rules[0].bloom->expected_keys,
+            1'000'000'000u);
+  for (std::string_view bad : {"0", "1000000001", "99999999999999999999999"}) {
+    EXPECT_EQ(load_error(bloom_yaml({"expected_keys: " + std::string(bad)})),
+              "respguard.yaml:4: rules[0].bloom.expected_keys: must be between 1 and 1000000000, "
+              "got '" +
+                  std::string(bad) + "'")
+        << bad;
+  }
+  for (std::string_view bad : {"-1", "1e6", "many"}) {
+    EXPECT_EQ(load_error(bloom_yaml({"expected_keys: " + std::string(bad)})),
+              "respguard.yaml:4: rules[0].bloom.expected_keys: expected a number of keys such as "
+              "1000000, got '" +
+                  std::string(bad) + "'")
+        << bad;
+  }
+}
+
+TEST(ConfigBloom, FalsePositiveRateRange) {
+  EXPECT_EQ(
+      load_string(bloom_yaml({"false_positive_rate: 0.5"})).rules[0].bloom->false_positive_rate,
+      0.5);
+  EXPECT_EQ(
+      load_string(bloom_yaml({"false_positive_rate: 0.0001"})).rules[0].bloom->false_positive_rate,
+      0.0001);
+  for (std::string_view bad : {"0", "0.51", "1", "-0.01", "nan", "inf"}) {
+    EXPECT_EQ(load_error(bloom_yaml({"false_positive_rate: " + std::string(bad)})),
+              "respguard.yaml:4: rules[0].bloom.false_positive_rate: must be greater than 0 and at "
+              "most 0.5 (0.01 = 1%), got '" +
+                  std::string(bad) + "'")
+        << bad;
+  }
+  EXPECT_EQ(load_error(bloom_yaml({"false_positive_rate: \"1%\""})),
+            "respguard.yaml:4: rules[0].bloom.false_positive_rate: expected a fraction such as "
+            "0.01 (1%), got '1%'");
+}
+
+TEST(ConfigBloom, RebuildIntervalIsZeroOrAtLeastOneSecond) {
+  EXPECT_EQ(load_string(bloom_yaml({"rebuild_interval: 1s"})).rules[0].bloom->rebuild_interval,
+            Millis(1000));
+  EXPECT_EQ(load_string(bloom_yaml({"rebuild_interval: 0"})).rules[0].bloom->rebuild_interval,
+            Millis(0));
+  EXPECT_EQ(load_error(bloom_yaml({"rebuild_interval: 999ms"})),
+            "respguard.yaml:4: rules[0].bloom.rebuild_interval: must be 0 (never rebuild) or at "
+            "least 1s, got '999ms'");
+  EXPECT_EQ(load_error(bloom_yaml({"rebuild_interval: 3600"})),
+            "respguard.yaml:4: rules[0].bloom.rebuild_interval: expected a duration with a unit "
+            "such as 3600ms or 3600s (a plain number is ambiguous), got '3600'");
+}
+
+TEST(ConfigBloom, SetSourceNeedsASetAndAnIdPattern) {
+  EXPECT_EQ(load_error(bloom_yaml({"source: set", "id: \"product:{id}\""})),
+            "respguard.yaml:3: rules[0].bloom.set: missing: source: set needs the Redis SET that "
+            "holds the valid ids, such as \"valid:product-ids\"");
+  EXPECT_EQ(load_error(bloom_yaml({"source: set", "set: \"\"", "id: \"product:{id}\""})),
+            "respguard.yaml:5: rules[0].bloom.set: missing: source: set needs the Redis SET that "
+            "holds the valid ids, such as \"valid:product-ids\"");
+  EXPECT_EQ(load_error(bloom_yaml({"source: set", "set: ids"})),
+            "respguard.yaml:3: rules[0].bloom.id: missing: source: set needs where the id sits in "
+            "a key, such as \"product:{id}\"");
+  for (std::string_view bad : {"product:", "product:{id}:{id}", "product:{ID}", "product:{}"}) {
+    EXPECT_EQ(
+        load_error(bloom_yaml({"source: set", "set: ids", "id: \"" + std::string(bad) + "\""})),
+        "respguard.yaml:6: rules[0].bloom.id: must contain {id} exactly once, where the id "
+        "sits in a key (such as \"product:{id}\"), got '" +
+            std::string(bad) + "'")
+        << bad;
+  }
+  // Other braces are the key's own (a hash tag): fine.
+  EXPECT_EQ(load_string(bloom_yaml({"source: set", "set: ids", "id: \"{shop}:product:{id}\""}))
+                .rules[0]
+                .bloom->id,
+            "{shop}:product:{id}");
+  // The order of the keys does not matter: source may come last.
+  EXPECT_NO_THROW(
+      load_string(bloom_yaml({"set: ids", "id: \"p:{id}\"", "absent_reply: x", "source: set"})));
+}
+
+TEST(ConfigBloom, KeyspaceSourceRejectsTheKeysOfASetSource) {
+  EXPECT_EQ(load_error(bloom_yaml({"set: ids"})),
+            "respguard.yaml:4: rules[0].bloom.set: allowed only with source: set; a keyspace "
+            "filter learns its keys from Redis itself");
+  EXPECT_EQ(load_error(bloom_yaml({"source: keyspace", "id: \"p:{id}\""})),
+            "respguard.yaml:5: rules[0].bloom.id: allowed only with source: set; a keyspace "
+            "filter holds whole keys, not ids");
+  EXPECT_EQ(load_error(bloom_yaml({"absent_reply: \"__absent__\""})),
+            "respguard.yaml:4: rules[0].bloom.absent_reply: allowed only with source: set: with "
+            "source: keyspace a nil from Redis means \"not cached\", not \"does not exist\", so "
+            "there is nothing to answer for the database");
+}
+
+TEST(ConfigBloom, CountsAsAPolicy) {
+  const Config c = load_string("rules:\n  - match: a\n    bloom: {expected_keys: 10}\n");
+  EXPECT_FALSE(c.rules[0].coalesce);
+  EXPECT_EQ(c.rules[0].bloom->expected_keys, 10u);
+  Config code;
+  code.rules.push_back(make_rule("a", false));
+  code.rules[0].bloom = BloomConfig{};
+  EXPECT_EQ(validate_error(code), "(no error)");
+}
+
+// Without the channel a filter would say "absent" for keys written straight to Redis.
+TEST(ConfigBloom, NeedsTheCoherenceChannel) {
+  const std::string reason =
+      "needs coherence.enabled: true: without the channel a filter cannot learn of keys written "
+      "directly to Redis";
+  // The line of the rule's bloom, wherever coherence is written.
+  EXPECT_EQ(load_error("coherence:\n  enabled: false\nrules:\n  - match: a\n    coalesce: true\n"
+                       "  - match: b\n    bloom: {}\n"),
+            "respguard.yaml:7: rules[1].bloom: " + reason);
+  EXPECT_EQ(load_error("rules:\n  - match: a\n    bloom: {}\ncoherence: {enabled: false}\n"),
+            "respguard.yaml:3: rules[0].bloom: " + reason);
+  // A negative cache works without it (it then sees only writes through the proxy).
+  EXPECT_NO_THROW(load_string(
+      "coherence: {enabled: false}\nrules:\n  - match: a\n    negative_cache: {ttl: 5s}\n"));
+  Config c;
+  c.rules.push_back(make_rule("a", false));
+  c.rules[0].bloom = make_set_bloom();
+  c.coherence.enabled = false;
+  EXPECT_EQ(validate_error(c), "rules[0].bloom: " + reason);
+  c.coherence.enabled = true;
+  EXPECT_EQ(validate_error(c), "(no error)");
+}
+
+TEST(Validate, ChecksBloomSetInCode) {
+  Config c;
+  c.rules.push_back(make_rule("a", false));
+  c.rules[0].bloom = BloomConfig{};
+  BloomConfig& b = *c.rules[0].bloom;
+  b.source = static_cast<BloomConfig::Source>(7);
+  EXPECT_EQ(validate_error(c), "rules[0].bloom.source: expected keyspace or set, got '7'");
+  b.source = BloomConfig::Source::Keyspace;
+  b.expected_keys = 0;
+  EXPECT_EQ(validate_error(c),
+            "rules[0].bloom.expected_keys: must be between 1 and 1000000000, got '0'");
+  b.expected_keys = 2'000'000'000;
+  EXPECT_EQ(validate_error(c),
+            "rules[0].bloom.expected_keys: must be between 1 and 1000000000, got '2000000000'");
+  b.expected_keys = 5;
+  b.false_positive_rate = 0.75;
+  EXPECT_EQ(validate_error(c),
+            "rules[0].bloom.false_positive_rate: must be greater than 0 and at most 0.5 (0.01 = "
+            "1%), got '0.75'");
+  b.false_positive_rate = 0;
+  EXPECT_EQ(validate_error(c),
+            "rules[0].bloom.false_positive_rate: must be greater than 0 and at most 0.5 (0.01 = "
+            "1%), got '0'");
+  b.false_positive_rate = 0.02;
+  b.rebuild_interval = Millis(10);
+  EXPECT_EQ(validate_error(c),
+            "rules[0].bloom.rebuild_interval: must be 0 (never rebuild) or at least 1s, got "
+            "'10ms'");
+  b.rebuild_interval = Millis(-1000);
+  EXPECT_EQ(validate_error(c),
+            "rules[0].bloom.rebuild_interval: must be 0 (never rebuild) or at least 1s, got "
+            "'-1000ms'");
+  b.rebuild_interval = Millis(0);
+  EXPECT_EQ(validate_error(c), "(no error)");
+  b.absent_reply = "";
+  EXPECT_EQ(validate_error(c),
+            "rules[0].bloom.absent_reply: allowed only with source: set: with source: keyspace a "
+            "nil from Redis means \"not cached\", not \"does not exist\", so there is nothing to "
+            "answer for the database");
+  b.source = BloomConfig::Source::Set;
+  EXPECT_EQ(validate_error(c),
+            "rules[0].bloom.set: missing: source: set needs the Redis SET that holds the valid "
+            "ids, such as \"valid:product-ids\"");
+  b.set = "ids";
+  b.id = "p:{id}{id}";
+  EXPECT_EQ(validate_error(c),
+            "rules[0].bloom.id: must contain {id} exactly once, where the id sits in a key (such "
+            "as \"product:{id}\"), got 'p:{id}{id}'");
+  b.id = "p:{id}";
+  EXPECT_EQ(validate_error(c), "(no error)");
+  b.source = BloomConfig::Source::Keyspace;
+  b.absent_reply.reset();
+  EXPECT_EQ(validate_error(c),
+            "rules[0].bloom.set: allowed only with source: set; a keyspace filter learns its keys "
+            "from Redis itself");
+}
+
+TEST(ConfigCoherence, RangesNameFileLineAndKey) {
+  EXPECT_EQ(load_error("coherence:\n  scan_count: 0\n"),
+            "respguard.yaml:2: coherence.scan_count: must be between 1 and 100000, got '0'");
+  EXPECT_EQ(load_error("coherence:\n  scan_count: 100001\n"),
+            "respguard.yaml:2: coherence.scan_count: must be between 1 and 100000, got '100001'");
+  EXPECT_EQ(load_string("coherence:\n  scan_count: 100000\n").coherence.scan_count, 100000u);
+  EXPECT_EQ(
+      load_string("coherence:\n  warmup_keys_per_second: 0\n").coherence.warmup_keys_per_second,
+      0u);
+  EXPECT_EQ(load_error("coherence:\n  enabled: no\n"),
+            "respguard.yaml:2: coherence.enabled: expected true or false, got 'no'");
+  EXPECT_EQ(load_error("coherence:\n  scan_cont: 10\n"),
+            "respguard.yaml:2: coherence.scan_cont: unknown key (did you mean "
+            "'coherence.scan_count'?)");
+  Config c;
+  set_option(c, "coherence.warmup_keys_per_second", "5000");
+  EXPECT_EQ(c.coherence.warmup_keys_per_second, 5000u);
+  c.coherence.scan_count = 0;
+  EXPECT_EQ(validate_error(c), "coherence.scan_count: must be between 1 and 100000, got '0'");
+}
+
+TEST(GlobLiteralPrefix, IsTheTextBeforeTheFirstSpecialCharacter) {
+  EXPECT_EQ(glob_literal_prefix("user:*"), "user:");
+  EXPECT_EQ(glob_literal_prefix("*"), "");
+  EXPECT_EQ(glob_literal_prefix(""), "");
+  EXPECT_EQ(glob_literal_prefix("a\\*b"), "a");
+  EXPECT_EQ(glob_literal_prefix("user:?:x"), "user:");
+  EXPECT_EQ(glob_literal_prefix("user:[ab]*"), "user:");
+  EXPECT_EQ(glob_literal_prefix("exact:key"), "exact:key");
+  EXPECT_EQ(glob_literal_prefix("*:suffix"), "");
 }
 
 // --- rate limits, breaker, health checks -----------------------------------------------
