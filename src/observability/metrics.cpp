@@ -74,6 +74,18 @@ std::span<const std::string_view> health_result_values() {
   static constexpr Values<2> v{"ok", "failed"};
   return v;
 }
+std::span<const std::string_view> bloom_result_values() {
+  static constexpr Values<3> v{"rejected", "passed", "untrusted"};
+  return v;
+}
+std::span<const std::string_view> bloom_pass_values() {
+  static constexpr Values<4> v{"warmup", "rebuild", "resize", "aborted"};
+  return v;
+}
+std::span<const std::string_view> invalidation_values() {
+  static constexpr Values<2> v{"key", "flush"};
+  return v;
+}
 std::span<const std::string_view> version_values() {
   static constexpr Values<1> v{RESPGUARD_VERSION};
   return v;
@@ -213,6 +225,45 @@ std::vector<MetricDef> make_defs() {
        {{"result", health_result_values}}},
       {M::UpstreamHealthy, "respguard_upstream_healthy", T::Gauge,
        "1 while the active health check counts the upstream up (rise/fall), else 0."},
+      // Bloom pre-checks and the coherence channel (docs/policies.md).
+      {M::BloomChecks,
+       "respguard_bloom_checks_total",
+       T::Counter,
+       "GET/EXISTS/MGET keys checked by a Bloom filter: rejected (answered locally), passed "
+       "(sent to Redis), or untrusted (no warm-up has made the filter authoritative since the "
+       "coherence channel came up: sent to Redis).",
+       {{"result", bloom_result_values}}},
+      {M::BloomFalsePositives, "respguard_bloom_false_positives_total", T::Counter,
+       "Keys a keyspace Bloom filter passed and Redis answered nil: the measured false "
+       "positives (with deleted keys not yet shed by a rebuild). Divided by "
+       "false_positives + checks{result=\"rejected\"}: the measured rate."},
+      {M::BloomFillRatio, "respguard_bloom_fill_ratio", T::Gauge,
+       "Set bits / all bits of the fullest Bloom filter (sampled every 5 s)."},
+      {M::BloomFalsePositiveRate, "respguard_bloom_false_positive_rate_estimate", T::Gauge,
+       "The false-positive rate a random absent key sees now, from the filter's fill: the "
+       "highest of all filters (sampled every 5 s)."},
+      {M::BloomMemory, "respguard_bloom_memory_bytes", T::Gauge,
+       "Bytes of all Bloom filters' bit arrays (both filters while one is rebuilt)."},
+      {M::BloomUntrusted, "respguard_bloom_filters_untrusted", T::Gauge,
+       "Bloom filters that answer nothing locally now: warming up, reloading their set, or "
+       "waiting for the coherence channel."},
+      {M::BloomPasses,
+       "respguard_bloom_passes_total",
+       T::Counter,
+       "Bloom filter scans (SCAN/SSCAN) finished: warm-up (after the channel came up, or a "
+       "set's reload), rebuild (to shed deleted keys), resize (past capacity), or aborted.",
+       {{"kind", bloom_pass_values}}},
+      {M::CoherenceState, "respguard_coherence_channel_state", T::Gauge,
+       "The coherence channel: 1 up, 0 down (connecting or lost: local state is not trusted), "
+       "2 tracking refused by Redis (negative cache bounded by its ttl, Bloom filters answer "
+       "nothing), 3 not used (no rule keeps local state, or coherence.enabled is false)."},
+      {M::CoherenceLosses, "respguard_coherence_channel_losses_total", T::Counter,
+       "Times the coherence channel went down after being up."},
+      {M::CoherenceInvalidations,
+       "respguard_coherence_invalidations_total",
+       T::Counter,
+       "Invalidations received: keys modified by any client, and flushes (FLUSHALL/FLUSHDB).",
+       {{"kind", invalidation_values}}},
   };
   for (std::size_t i = 0; i < defs.size(); ++i) {
     if (static_cast<std::size_t>(defs[i].id) != i) std::abort();  // table out of enum order

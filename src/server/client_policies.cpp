@@ -55,7 +55,41 @@ bool ClientSession::apply_policies(const resp::Command& cmd, const resp::Command
     const policy::Rule* rule = policies_.rules.match(db_, cmd.args[1]);
     if (rule != nullptr) return policy_read(cmd, info, *rule, out);
   }
+  if (policies_.has_bloom && info.name == "mget") return bloom_mget(cmd, out);
   return false;
+}
+
+bool ClientSession::bloom_mget(const resp::Command& cmd, Dispatch& out) {
+  // Answered here only when every key is ruled out; otherwise Redis answers the whole MGET.
+  const std::uint64_t epoch = policies_.channel_epoch();
+  if (epoch == 0) return false;
+  auto absent_reply = [&](std::string_view key) -> const std::optional<std::string>* {
+    const policy::Rule* rule = policies_.rules.match(db_, key);
+    if (rule == nullptr || !rule->config.bloom) return nullptr;
+    const policy::BloomPrecheck& bloom = *policies_.bloom[rule->index];
+    if (bloom.check(key, epoch) != policy::BloomPrecheck::Verdict::Absent) return nullptr;
+    return &rule->config.bloom->absent_reply;
+  };
+  for (std::size_t i = 1; i < cmd.argc(); ++i) {
+    if (absent_reply(cmd.args[i]) == nullptr) return false;
+  }
+  scratch_.clear();
+  resp::write_array_header(scratch_, cmd.argc() - 1);
+  for (std::size_t i = 1; i < cmd.argc(); ++i) {
+    const std::optional<std::string>& sentinel = *absent_reply(cmd.args[i]);
+    if (sentinel) {
+      resp::write_bulk(scratch_, *sentinel);
+    } else {
+      resp::write_null(scratch_, proto_);
+    }
+  }
+  if (metrics_) {
+    metrics_->inc(Metric::BloomChecks,
+                  static_cast<std::size_t>(observability::BloomResult::Rejected), cmd.argc() - 1);
+  }
+  reply_local(scratch_);
+  out = Dispatch::Done;
+  return true;
 }
 
 bool ClientSession::policy_read(const resp::Command& cmd, const resp::CommandInfo& info,
@@ -97,20 +131,19 @@ bool ClientSession::policy_read(const resp::Command& cmd, const resp::CommandInf
     }
   }
 
-  // Known absent.
-  if (rc.negative_cache && policies_.negative.contains(dk)) {
-    if (metrics_) metrics_->inc(Metric::NegativeCacheHits);
+  // Known absent: answered here, and still a miss for the lease (one client loads, the others
+  // wait for it).
+  auto answer_miss = [&] {
     if (exists) {
       reply_local(":0\r\n");
-      return true;
+      return;
     }
     if (lease) {
-      // Still a miss for the lease: one client loads, the others wait for it.
       const std::uint64_t token = policies_.next_token.fetch_add(1);
       switch (policies_.leases.on_miss(dk, now, wait, slot_ref(tail_seq_, token))) {
         case policy::LeaseTable<SlotRef>::Miss::Wait:
           wait_for_holder(token);
-          return true;
+          return;
         case policy::LeaseTable<SlotRef>::Miss::Granted:
           grant_lease(dk.dk, wait);
           break;
@@ -121,16 +154,55 @@ bool ClientSession::policy_read(const resp::Command& cmd, const resp::CommandInf
     scratch_.clear();
     resp::write_null(scratch_, proto_);
     reply_local(scratch_);
-    return true;
+  };
+
+  const std::uint64_t negative_epoch = rc.negative_cache ? policies_.negative_epoch() : 0;
+  if (negative_epoch != 0) {
+    policies_.note_db(db_);  // invalidations (which name no db) must reach this db's entries
+    if (policies_.negative.contains(dk)) {
+      if (metrics_) metrics_->inc(Metric::NegativeCacheHits);
+      answer_miss();
+      return true;
+    }
+  }
+
+  bool bloom_passed = false;
+  if (rc.bloom) {
+    const policy::BloomPrecheck& bloom = *policies_.bloom[rule.index];
+    using Verdict = policy::BloomPrecheck::Verdict;
+    const Verdict verdict = bloom.check(key, policies_.channel_epoch());
+    if (metrics_ && verdict != Verdict::NotChecked) {
+      using observability::BloomResult;
+      metrics_->inc(
+          Metric::BloomChecks,
+          static_cast<std::size_t>(verdict == Verdict::Absent     ? BloomResult::Rejected
+                                   : verdict == Verdict::MayExist ? BloomResult::Passed
+                                                                  : BloomResult::Untrusted));
+    }
+    if (verdict == Verdict::Absent) {
+      if (!exists && rc.bloom->absent_reply) {
+        // The id is not in the application's set: the key exists nowhere, and the sentinel
+        // tells a cache-aside application to skip the database.
+        scratch_.clear();
+        resp::write_bulk(scratch_, *rc.bloom->absent_reply);
+        reply_local(scratch_);
+      } else {
+        answer_miss();
+      }
+      return true;
+    }
+    bloom_passed = verdict == Verdict::MayExist && !bloom.set_source();
   }
 
   // To Redis, with follow-ups for the reply (next_hooks_ holds the key since the start).
   next_hooks_.write_gen = policies_.writes.now(dk);
   next_hooks_.write_gen_all = policies_.writes.all();
-  if (rc.negative_cache) {
+  if (negative_epoch != 0) {
     next_hooks_.flags |= SlotHooks::kLearnNegative;
     next_hooks_.negative_ttl = rc.negative_cache->ttl;
+    next_hooks_.negative_epoch = negative_epoch;
   }
+  if (bloom_passed) next_hooks_.flags |= SlotHooks::kBloomPassed;
   if (lease) {
     next_hooks_.flags |= SlotHooks::kLeaseGet;
     next_hooks_.lease_wait = wait;
@@ -167,6 +239,7 @@ bool ClientSession::policy_read(const resp::Command& cmd, const resp::CommandInf
 void ClientSession::policy_write(const resp::Command& cmd, const resp::CommandInfo& info) {
   policy::collect_write_effects(info, cmd.args, db_, effects_);
   SlotHooks& h = in_multi_ ? multi_hooks_ : next_hooks_;
+  if (policies_.has_bloom && info.name == "sadd" && cmd.argc() >= 3) note_set_members(cmd, h);
   bool all_done = false;
   for (const policy::WriteEffect& e : effects_) {
     if (e.kind != policy::WriteEffect::Kind::Key) {
@@ -186,13 +259,18 @@ void ClientSession::policy_write(const resp::Command& cmd, const resp::CommandIn
     const policy::Rule* rule = policies_.rules.match(e.db, e.key);
     if (rule == nullptr) continue;
     const config::RuleConfig& rc = rule->config;
-    if (!rc.coalesce && !rc.lease && !rc.negative_cache) continue;
+    if (!rc.coalesce && !rc.lease && !rc.negative_cache && !rc.bloom) continue;
     const policy::HashedKey dk(policy::db_key(e.db, e.key, dk_buf_));
     if (rc.negative_cache) policies_.negative.forget(dk);
     // Forgotten now and again when Redis answers: a GET racing the write proves nothing.
     policies_.writes.tick(dk);
     if (rc.coalesce) policies_.flights.write_begin(dk);
-    h.add_written(dk, rc.coalesce);
+    // The key exists from now on, for a keyspace filter: added before Redis runs the write, so
+    // no reader sees it in Redis but absent here (a superset is harmless if the write fails).
+    policy::BloomPrecheck* bloom = policies_.bloom[rule->index].get();
+    if (bloom != nullptr && bloom->set_source()) bloom = nullptr;
+    if (bloom != nullptr) bloom->add(e.key);
+    h.add_written(dk, rc.coalesce, bloom);
     h.flags |= SlotHooks::kWriteEnd;
     if (rc.lease && !(h.flags & (SlotHooks::kLeaseFulfill | SlotHooks::kLeaseEnd)) &&
         policies_.leases.leased(dk)) {
@@ -233,10 +311,28 @@ void ClientSession::policy_write(const resp::Command& cmd, const resp::CommandIn
   }
 }
 
+void ClientSession::note_set_members(const resp::Command& cmd, SlotHooks& h) {
+  const std::vector<policy::Rule>& rules = policies_.rules.rules();
+  for (std::size_t i = 0; i < rules.size(); ++i) {
+    policy::BloomPrecheck* bloom = policies_.bloom[i].get();
+    if (bloom == nullptr || !bloom->set_source() || bloom->config().set != cmd.args[1] ||
+        rules[i].config.db.value_or(0) != db_) {
+      continue;
+    }
+    // Valid ids from now on: no GET after this SADD gets the sentinel for them, even before the
+    // channel reports the set changed (which then has it reloaded).
+    for (std::size_t a = 2; a < cmd.argc(); ++a) {
+      bloom->add(cmd.args[a]);
+      h.add_bloom_item(cmd.args[a], bloom);
+    }
+    h.flags |= SlotHooks::kWriteEnd;
+  }
+}
+
 bool ClientSession::run_hooks(Slot& slot, std::uint64_t cookie, std::string_view reply,
                               const resp::ReplyInfo& info) {
   SlotHooks& h = slot.hooks;
-  const std::uint8_t flags = h.flags;
+  const std::uint16_t flags = h.flags;
   const auto now = LoopClock::now();
   if (flags & SlotHooks::kWriteEnd) end_writes(h);
   if (flags & SlotHooks::kWriteEndAll) {
@@ -312,8 +408,15 @@ bool ClientSession::run_hooks(Slot& slot, std::uint64_t cookie, std::string_view
     policies_.flights.finish(h.key(), h.flight, wake_);
     if (!wake_.empty()) wake(wake_, std::make_shared<const std::string>(reply), info);
   }
-  if ((flags & SlotHooks::kLearnNegative) && fresh) {
+  if ((flags & SlotHooks::kLearnNegative) && fresh &&
+      h.negative_epoch == policies_.negative_epoch()) {
     policies_.negative.remember(h.key(), h.negative_ttl);
+    // The channel may have gone down (and cleared the cache) since the check: then the entry
+    // must not outlive it.
+    if (h.negative_epoch != policies_.negative_epoch()) policies_.negative.forget(h.key());
+  }
+  if ((flags & SlotHooks::kBloomPassed) && fresh && metrics_) {
+    metrics_->inc(Metric::BloomFalsePositives);
   }
   return done;
 }
@@ -402,6 +505,9 @@ void ClientSession::release_leases() {
 
 void ClientSession::end_writes(SlotHooks& h) {
   for (std::size_t i = 0; i < h.written_count; ++i) {
+    const SlotHooks::WrittenKey& w = h.written[i];
+    if (w.bloom != nullptr) w.bloom->add(w.item_only ? w.dk : policy::key_of(w.dk));
+    if (w.item_only) continue;
     const policy::HashedKey dk(h.written[i].dk, h.written[i].hash);
     if (h.written[i].flight) policies_.flights.write_end(dk);
     policies_.writes.tick(dk);

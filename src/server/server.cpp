@@ -44,6 +44,9 @@ Server::Server(const config::Config& config)
   shared_.metrics.set_sampler(Metric::PinnedConnections, [this] {
     return static_cast<double>(shared_.dedicated_connections.load(std::memory_order_relaxed));
   });
+  std::vector<asio::any_io_executor> executors;
+  for (auto& w : workers_) executors.push_back(w->io().get_executor());
+  coherence_ = std::make_unique<Coherence>(io_, shared_, main_metrics(), std::move(executors));
 }
 
 std::string Server::not_ready_reason() {
@@ -55,6 +58,9 @@ std::string Server::not_ready_reason() {
   if (config_.admin.unready_when_breaker_open &&
       shared_.guard.breaker_state(SteadyClock::now()) == upstream::UpstreamGuard::State::Open) {
     return "the circuit breaker for upstream " + upstream + " is open";
+  }
+  if (!coherence_->settled()) {
+    return "the coherence channel to " + upstream + " is not up yet (rules keep local state)";
   }
   // Every worker must have a ready connection: clients land on any of them.
   const auto ready = static_cast<std::size_t>(observability::UpstreamState::Ready);
@@ -110,9 +116,11 @@ int Server::run() {
   });
   accept();
   health_->start();
+  coherence_->start();
   if (shared_.rate_limiter.enabled()) sweep_rate_limits();
   io_.run();
   health_->stop();
+  coherence_->stop();
   if (admin_) admin_->close();
   stop_workers();
   spdlog::info("respguard stopped");

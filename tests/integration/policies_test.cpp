@@ -10,8 +10,8 @@
 // reading but executes nothing until the pause ends, so a GET the proxy forwards stays in
 // flight for a known time and concurrent GETs must join it.
 #include <poll.h>
-#include <sys/socket.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
@@ -139,7 +139,8 @@ std::string resp_command(const std::vector<std::string>& args) {
 }
 
 // Sends all commands on one connection at once and returns their replies' texts.
-std::vector<std::string> pipeline(Client& client, const std::vector<std::vector<std::string>>& cmds) {
+std::vector<std::string> pipeline(Client& client,
+                                  const std::vector<std::vector<std::string>>& cmds) {
   for (const auto& cmd : cmds) client.append(cmd);
   std::vector<std::string> out;
   if (!client.flush()) return out;
@@ -216,8 +217,8 @@ Spread spread(const std::vector<long long>& v) {
     }
   }
   if (n == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << n << " of " << values.size() << " outside [" << lo
-                                       << ", " << hi << "]:" << bad.str();
+  return ::testing::AssertionFailure()
+         << n << " of " << values.size() << " outside [" << lo << ", " << hi << "]:" << bad.str();
 }
 
 // One starting redis-server and proxy per test, with the rules the test needs.
@@ -231,6 +232,11 @@ class PoliciesTest : public ::testing::Test {
   void start(const std::string& yaml) {
     redis_ = std::make_unique<RedisServer>();
     proxy_ = std::make_unique<ProxyServer>(redis_->port(), ProxyOptions{yaml, {}});
+    // With a negative cache the proxy learns nothing until its coherence channel is up, which
+    // /readyz waits for.
+    ASSERT_TRUE(
+        wait_until([&] { return http_status(proxy_->admin_port(), "/readyz") == 200; }, 5000ms))
+        << "respguard never became ready";
   }
 
   int port() const { return proxy_->port(); }
@@ -267,7 +273,7 @@ class PoliciesTest : public ::testing::Test {
     EXPECT_GE(metric_reaches(*proxy_, kReceivedBytes, before + size), before + size);
   }
 
-  std::unique_ptr<RedisServer> redis_;   // destroyed after the proxy
+  std::unique_ptr<RedisServer> redis_;  // destroyed after the proxy
   std::unique_ptr<ProxyServer> proxy_;
 };
 
@@ -290,9 +296,12 @@ TEST_F(PoliciesTest, JitterSpreadsRelativeTtlsUniformlyAtMillisecondResolution) 
   constexpr int kKeys = 10000;
   const std::vector<std::string> keys = numbered("jit:k", kKeys);
   const auto t0 = SteadyClock::now();
-  write_all(port(), keys, [](const std::string& k) -> std::vector<std::string> {
-    return {"SET", k, "v", "EX", "100"};
-  }, "+OK");
+  write_all(
+      port(), keys,
+      [](const std::string& k) -> std::vector<std::string> {
+        return {"SET", k, "v", "EX", "100"};
+      },
+      "+OK");
   const std::vector<long long> ttl = pttls(redis_port(), keys);
   const long long elapsed = ms_since(t0) + 1;  // between the first SET and the last PTTL
   ASSERT_EQ(ttl.size(), keys.size());
@@ -358,9 +367,12 @@ TEST_F(PoliciesTest, DefaultTtlGoesOnPlainSetsOnly) {
   constexpr int kKeys = 1000;
   const std::vector<std::string> keys = numbered("def:k", kKeys);
   const auto t0 = SteadyClock::now();
-  write_all(port(), keys, [](const std::string& k) -> std::vector<std::string> {
-    return {"SET", k, "v"};
-  }, "+OK");
+  write_all(
+      port(), keys,
+      [](const std::string& k) -> std::vector<std::string> {
+        return {"SET", k, "v"};
+      },
+      "+OK");
   std::vector<long long> ttl = pttls(redis_port(), keys);
   const long long elapsed = ms_since(t0) + 1;
   EXPECT_TRUE(all_within(ttl, 90000 - elapsed, 110000));
@@ -421,9 +433,12 @@ TEST_F(PoliciesTest, JitterPositiveOnlyNeverShortensATtl) {
   constexpr int kKeys = 2000;
   const std::vector<std::string> keys = numbered("pos:k", kKeys);
   const auto t0 = SteadyClock::now();
-  write_all(port(), keys, [](const std::string& k) -> std::vector<std::string> {
-    return {"SET", k, "v", "EX", "100"};
-  }, "+OK");
+  write_all(
+      port(), keys,
+      [](const std::string& k) -> std::vector<std::string> {
+        return {"SET", k, "v", "EX", "100"};
+      },
+      "+OK");
   std::vector<long long> ttl = pttls(redis_port(), keys);
   const long long elapsed = ms_since(t0) + 1;
   // As written (PTTL + time passed): never below 100 s, never above 110 s.
@@ -452,22 +467,42 @@ TEST_F(PoliciesTest, JitterCoversSetexPsetexGetexAndExpireWhenEnabled) {
     bool jittered;
   };
   const std::vector<Case> cases = {
-      {"jit:setex", [](auto& k) -> std::vector<std::string> { return {"SETEX", k, "100", "v"}; },
+      {"jit:setex",
+       [](auto& k) -> std::vector<std::string> {
+         return {"SETEX", k, "100", "v"};
+       },
        "+OK", true},
       {"jit:psetex",
-       [](auto& k) -> std::vector<std::string> { return {"PSETEX", k, "100000", "v"}; }, "+OK",
-       true},
-      {"jit:px", [](auto& k) -> std::vector<std::string> { return {"SET", k, "v", "PX", "100000"}; },
+       [](auto& k) -> std::vector<std::string> {
+         return {"PSETEX", k, "100000", "v"};
+       },
        "+OK", true},
-      {"jit:getex", [](auto& k) -> std::vector<std::string> { return {"GETEX", k, "EX", "100"}; },
+      {"jit:px",
+       [](auto& k) -> std::vector<std::string> {
+         return {"SET", k, "v", "PX", "100000"};
+       },
+       "+OK", true},
+      {"jit:getex",
+       [](auto& k) -> std::vector<std::string> {
+         return {"GETEX", k, "EX", "100"};
+       },
        "$v", true},
       // expire_commands is off on jit:*, on on exp:*.
-      {"jit:expire", [](auto& k) -> std::vector<std::string> { return {"EXPIRE", k, "100"}; },
+      {"jit:expire",
+       [](auto& k) -> std::vector<std::string> {
+         return {"EXPIRE", k, "100"};
+       },
        ":1", false},
-      {"exp:expire", [](auto& k) -> std::vector<std::string> { return {"EXPIRE", k, "100"}; },
+      {"exp:expire",
+       [](auto& k) -> std::vector<std::string> {
+         return {"EXPIRE", k, "100"};
+       },
        ":1", true},
       {"exp:pexpire",
-       [](auto& k) -> std::vector<std::string> { return {"PEXPIRE", k, "100000"}; }, ":1", true},
+       [](auto& k) -> std::vector<std::string> {
+         return {"PEXPIRE", k, "100000"};
+       },
+       ":1", true},
   };
   int jittered = 0;
   for (const Case& cs : cases) {
@@ -640,8 +675,8 @@ TEST_F(PoliciesTest, ALargeCoalescedReplyReachesEveryClientIntact) {
   for (std::size_t i = 0; i < clients.size(); ++i) {
     Reply r = clients[i]->get_reply();
     ASSERT_TRUE(r && r->type == REDIS_REPLY_STRING) << "client " << i << ": " << text(r);
-    EXPECT_TRUE(std::string_view(r->str, r->len) == value) << "client " << i << " got "
-                                                             << r->len << " bytes";
+    EXPECT_TRUE(std::string_view(r->str, r->len) == value)
+        << "client " << i << " got " << r->len << " bytes";
   }
   EXPECT_EQ(calls("get") - before, 1);
 }
@@ -868,7 +903,7 @@ TEST_F(PoliciesTest, EveryWriteThroughTheProxyForgetsTheAbsence) {
   struct Case {
     std::string name;
     std::vector<std::vector<std::string>> writes;  // through the proxy; key is "neg:<name>"
-    std::string expect;                             // GET afterwards
+    std::string expect;                            // GET afterwards
   };
   const std::vector<Case> cases = {
       {"set", {{"SET", "neg:set", "1"}}, "$1"},
@@ -882,7 +917,8 @@ TEST_F(PoliciesTest, EveryWriteThroughTheProxyForgetsTheAbsence) {
        {{"EVAL", "return redis.call('SET', KEYS[1], ARGV[1])", "1", "neg:eval", "6"}},
        "$6"},
       {"multi", {{"MULTI"}, {"SET", "neg:multi", "7"}, {"EXEC"}}, "$7"},
-      {"lpush", {{"LPUSH", "neg:lpush", "x"}},
+      {"lpush",
+       {{"LPUSH", "neg:lpush", "x"}},
        "-WRONGTYPE Operation against a key holding the wrong kind of value"},
   };
   for (const Case& cs : cases) {
@@ -897,8 +933,13 @@ TEST_F(PoliciesTest, EveryWriteThroughTheProxyForgetsTheAbsence) {
   }
 }
 
+// Without the coherence channel (coherence.enabled: false) nothing tells the proxy about direct
+// writes: staleness is bounded by the entries' ttl. With it, see coherence_test.cpp.
+const std::string kNegativeRulesNoChannel =
+    std::string(kNegativeRules) + "coherence:\n  enabled: false\n";
+
 TEST_F(PoliciesTest, FlushdbAndFlushallThroughTheProxyClearTheCache) {
-  start(kNegativeRules);
+  start(kNegativeRulesNoChannel);
   Client c(port());
   Client direct(redis_port());
   // Without the coherence channel, a key written directly to Redis stays "absent" for the
@@ -964,12 +1005,12 @@ TEST_F(PoliciesTest, LocalAnswersKeepPipelineOrder) {
                          {"PING"},
                          {"SET", "neg:a", "here"},
                          {"GET", "neg:a"}}),
-            (std::vector<std::string>{"+OK", "(nil)", "$1", ":0", "(nil)", "(nil)", ":2",
-                                      "(nil)", "+PONG", "+OK", "$here"}));
+            (std::vector<std::string>{"+OK", "(nil)", "$1", ":0", "(nil)", "(nil)", ":2", "(nil)",
+                                      "+PONG", "+OK", "$here"}));
 }
 
 TEST_F(PoliciesTest, NegativeEntriesExpireAfterTheirTtl) {
-  start(kNegativeRules);
+  start(kNegativeRulesNoChannel);
   Client c(port());
   Client direct(redis_port());
   const auto t0 = SteadyClock::now();
@@ -1056,8 +1097,8 @@ TEST_F(PoliciesTest, AWriteInATransactionForgetsTheAbsenceWhenItRuns) {
 
 struct CacheAside {
   std::atomic<long long> loads{0};
-  std::vector<std::string> finals;     // what each client ends up holding
-  std::vector<long long> get_ms;       // each client's GET latency
+  std::vector<std::string> finals;  // what each client ends up holding
+  std::vector<long long> get_ms;    // each client's GET latency
   std::vector<std::string> errors;
 };
 
@@ -1266,8 +1307,8 @@ TEST_P(LeaseValueTest, WaitersReceiveTheHoldersValue) {
 INSTANTIATE_TEST_SUITE_P(
     Commands, LeaseValueTest,
     ::testing::Values(ValueWrite{"set", {"SET", "solo:set", "v"}, "+OK"},
-                      ValueWrite{"setex_option", {"SET", "solo:setex_option", "v", "EX", "100"},
-                                 "+OK"},
+                      ValueWrite{
+                          "setex_option", {"SET", "solo:setex_option", "v", "EX", "100"}, "+OK"},
                       ValueWrite{"setex", {"SETEX", "solo:setex", "100", "v"}, "+OK"},
                       ValueWrite{"psetex", {"PSETEX", "solo:psetex", "100000", "v"}, "+OK"},
                       ValueWrite{"getset", {"GETSET", "solo:getset", "v"}, "(nil)"},
@@ -1457,8 +1498,10 @@ TEST_F(PoliciesTest, AFailedSetnxInATransactionDoesNotHandItsArgumentToWaiters) 
   ASSERT_TRUE(waiter.flush());
   ASSERT_EQ(metric_becomes(*proxy_, kLeaseWaits, 1), 1);
   ASSERT_EQ(direct.run({"SET", "solo:k", "in-redis"}), "+OK");
-  EXPECT_EQ(pipeline(holder, {{"MULTI"}, {"SETNX", "solo:k", "not-written"},
-                              {"SET", "solo:k", "not-written-either", "NX"}, {"EXEC"}}),
+  EXPECT_EQ(pipeline(holder, {{"MULTI"},
+                              {"SETNX", "solo:k", "not-written"},
+                              {"SET", "solo:k", "not-written-either", "NX"},
+                              {"EXEC"}}),
             (std::vector<std::string>{"+OK", "+QUEUED", "+QUEUED", "[:0, (nil)]"}));
   ASSERT_TRUE(readable(waiter, 3500ms));
   const std::string got = text(waiter.get_reply());
@@ -1474,9 +1517,9 @@ TEST_F(PoliciesTest, AHoldersTransactionalSetReleasesTheWaiters) {
   ASSERT_TRUE(waiter.flush());
   const auto sent = SteadyClock::now();
   ASSERT_EQ(metric_becomes(*proxy_, kLeaseWaits, 1), 1);
-  EXPECT_EQ(pipeline(holder, {{"MULTI"}, {"SET", "solo:k", "v"}, {"EXPIRE", "solo:k", "100"},
-                              {"EXEC"}}),
-            (std::vector<std::string>{"+OK", "+QUEUED", "+QUEUED", "[+OK, :1]"}));
+  EXPECT_EQ(
+      pipeline(holder, {{"MULTI"}, {"SET", "solo:k", "v"}, {"EXPIRE", "solo:k", "100"}, {"EXEC"}}),
+      (std::vector<std::string>{"+OK", "+QUEUED", "+QUEUED", "[+OK, :1]"}));
   ASSERT_TRUE(readable(waiter, 3500ms));
   const std::string got = text(waiter.get_reply());
   EXPECT_LT(ms_since(sent), 1000) << "the waiter sat out lease.wait (3 s) although the key was "
@@ -1549,12 +1592,18 @@ rules:
     lease: {wait: 3s}
 )");
   // 100 jittered writes, and 10 that no rule jitters.
-  write_all(port(), numbered("jit:", 100), [](const std::string& k) -> std::vector<std::string> {
-    return {"SET", k, "v", "EX", "100"};
-  }, "+OK");
-  write_all(port(), numbered("other:", 10), [](const std::string& k) -> std::vector<std::string> {
-    return {"SET", k, "v", "EX", "100"};
-  }, "+OK");
+  write_all(
+      port(), numbered("jit:", 100),
+      [](const std::string& k) -> std::vector<std::string> {
+        return {"SET", k, "v", "EX", "100"};
+      },
+      "+OK");
+  write_all(
+      port(), numbered("other:", 10),
+      [](const std::string& k) -> std::vector<std::string> {
+        return {"SET", k, "v", "EX", "100"};
+      },
+      "+OK");
   // 20 GETs during one flight: 19 coalesced.
   std::vector<std::unique_ptr<Client>> clients;
   for (int i = 0; i < 20; ++i) clients.push_back(std::make_unique<Client>(port()));

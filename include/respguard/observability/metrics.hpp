@@ -63,6 +63,16 @@ enum class Metric : std::uint16_t {
   BreakerRejected,
   HealthChecks,
   UpstreamHealthy,
+  BloomChecks,
+  BloomFalsePositives,
+  BloomFillRatio,
+  BloomFalsePositiveRate,
+  BloomMemory,
+  BloomUntrusted,
+  BloomPasses,
+  CoherenceState,
+  CoherenceLosses,
+  CoherenceInvalidations,
   kCount,
 };
 
@@ -86,6 +96,9 @@ enum class LeaseOutcome : std::uint8_t { Value, Timeout, Promoted };
 enum class RateAction : std::uint8_t { Rejected, Delayed };
 enum class BreakerFailure : std::uint8_t { Connect, Timeout, ConnectionLost, UnavailableReply };
 enum class HealthResult : std::uint8_t { Ok, Failed };
+enum class BloomResult : std::uint8_t { Rejected, Passed, Untrusted };
+enum class BloomPass : std::uint8_t { Warmup, Rebuild, Resize, Aborted };
+enum class Invalidation : std::uint8_t { Key, Flush };
 
 struct LabelDef {
   std::string_view name;

@@ -57,7 +57,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   enum class SlotKind : std::uint8_t { Normal, Exec };
   // Policy follow-ups of a request, run when its reply arrives (docs/policies.md).
   struct SlotHooks {
-    enum : std::uint8_t {
+    enum : std::uint16_t {
       kLearnNegative = 1,   // GET/EXISTS under a negative-cache rule: remember a nil
       kLeaseGet = 2,        // GET under a lease rule: a nil is a miss (grant or wait)
       kFlightLeader = 4,    // this GET is the flight others joined: share its reply
@@ -66,22 +66,29 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
       kLeaseFulfill = 32,   // SET of a leased key: waiters get `value` once Redis says OK
       kLeaseEnd = 64,       // another write of a leased key: the lease ends
       kLeaseWaiting = 128,  // this slot waits for a lease holder (token, lease_wait)
+      kBloomPassed = 256,   // a keyspace Bloom filter passed this GET: a nil is a false positive
     };
-    std::uint8_t flags = 0;
+    std::uint16_t flags = 0;
     std::string dk;        // the GET's (or leased write's) db_key
     std::size_t hash = 0;  // of dk
     // Keys of a forwarded write: their write generation ticks, their negative-cache entry is
     // dropped and (`flight`) their coalescing resumes when Redis answers. The strings are kept
     // across uses (`written_count` says how many are live), so writes do not allocate.
+    // A written key's keyspace Bloom filter (`bloom`) gets it again when Redis answers, so the
+    // writer's next GET finds it even if a rebuild replaced the filter meanwhile. An id SADDed
+    // to a set filter's SET is kept the same way, `item_only` (dk is the id, not a db_key).
     struct WrittenKey {
       std::string dk;
       std::size_t hash = 0;
       bool flight = false;
+      bool item_only = false;
+      policy::BloomPrecheck* bloom = nullptr;
     };
     std::vector<WrittenKey> written;
     std::size_t written_count = 0;
     std::uint64_t write_gen = 0;  // GET: the key's write generation when sent
     std::uint64_t write_gen_all = 0;
+    std::uint64_t negative_epoch = 0;  // LearnNegative: PolicyState::negative_epoch() when sent
     enum class Success : std::uint8_t { Ok, One, NotError, Exec };
     Success success = Success::Ok;  // LeaseFulfill: which reply means "written"
     std::uint64_t flight = 0;
@@ -100,6 +107,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
       std::swap(written_count, o.written_count);
       std::swap(write_gen, o.write_gen);
       std::swap(write_gen_all, o.write_gen_all);
+      std::swap(negative_epoch, o.negative_epoch);
       std::swap(success, o.success);
       std::swap(flight, o.flight);
       std::swap(token, o.token);
@@ -107,12 +115,23 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
       std::swap(lease_wait, o.lease_wait);
       value.swap(o.value);
     }
-    void add_written(policy::HashedKey k, bool in_flight_table) {
+    void add_written(policy::HashedKey k, bool in_flight_table,
+                     policy::BloomPrecheck* bloom = nullptr) {
       if (written_count == written.size()) written.emplace_back();
       WrittenKey& w = written[written_count++];
       w.dk.assign(k.dk);
       w.hash = k.hash;
       w.flight = in_flight_table;
+      w.item_only = false;
+      w.bloom = bloom;
+    }
+    void add_bloom_item(std::string_view item, policy::BloomPrecheck* bloom) {
+      if (written_count == written.size()) written.emplace_back();
+      WrittenKey& w = written[written_count++];
+      w.dk.assign(item);
+      w.flight = false;
+      w.item_only = true;
+      w.bloom = bloom;
     }
     void reset() {
       flags = 0;
@@ -153,6 +172,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   bool policy_read(const resp::Command& cmd, const resp::CommandInfo& info,
                    const policy::Rule& rule, Dispatch& out);
   void policy_write(const resp::Command& cmd, const resp::CommandInfo& info);
+  void note_set_members(const resp::Command& cmd, SlotHooks& hooks);  // SADD to a set filter's SET
+  bool bloom_mget(const resp::Command& cmd, Dispatch& out);  // every key ruled out: answered here
   // Runs a reply's hooks; false when the slot must keep waiting (a lease).
   bool run_hooks(Slot& slot, std::uint64_t cookie, std::string_view reply,
                  const resp::ReplyInfo& info);
