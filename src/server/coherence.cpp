@@ -212,7 +212,8 @@ void Coherence::on_push(std::string_view reply) {
     v.elements[0].type = resp::Value::Type::Bulk;
     v.elements[0].str = "pong";
   }
-  if (v.is_error()) return lost("the invalidation connection: " + v.str);
+  // An error here answers SUBSCRIBE (or PING): e.g. NOPERM, a user without the channel.
+  if (v.is_error()) return refused("SUBSCRIBE " + std::string(kChannel) + ": " + v.str);
   if ((v.type != resp::Value::Type::Array && v.type != resp::Value::Type::Push) ||
       v.elements.empty()) {
     return;
