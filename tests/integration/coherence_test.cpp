@@ -21,19 +21,10 @@ namespace {
 using namespace std::chrono_literals;
 using SteadyClock = std::chrono::steady_clock;
 
-double sample_of(const ProxyServer& proxy, const std::string& series) {
-  int status = 0;
-  const std::string body = http_get(proxy.admin_port(), "/metrics", &status, 2s);
-  if (status != 200) return std::nan("");
-  const Samples s = parse_samples(body);
-  auto it = s.find(series);
-  return it == s.end() ? std::nan("") : it->second;
-}
-
 // Polls until `series` equals `value` (bounded); true when it did.
 bool metric_is(const ProxyServer& proxy, const std::string& series, double value,
                Millis timeout = 5s) {
-  return wait_until([&] { return sample_of(proxy, series) == value; }, timeout);
+  return metric_becomes(proxy, series, value, timeout) == value;
 }
 
 constexpr const char* kChannelState = "respguard_coherence_channel_state";
@@ -139,7 +130,7 @@ TEST_F(CoherenceTest, KeysWrittenDirectlyAreNeverAnsweredAbsentOnceTheInvalidati
   // Afterwards: every key is in Redis, and the channel never dropped meanwhile.
   Client direct(redis_->port());
   EXPECT_EQ(direct.run({"DBSIZE"}), ":" + std::to_string(kThreads * kKeysPerThread));
-  EXPECT_EQ(sample_of(*proxy_, kLosses), 0);
+  EXPECT_EQ(metric(*proxy_, kLosses), 0);
 }
 
 // A negative-cache entry in another db than 0 is dropped too (an invalidation names no db).
@@ -162,7 +153,7 @@ rules:
   EXPECT_TRUE(wait_until([&] { return c.run({"GET", "neg:k"}) == "$db5"; }, 1000ms));
   // Keys outside the rule's prefix are not tracked: the channel carries only what it needs.
   const double keys_before =
-      sample_of(*proxy_, "respguard_coherence_invalidations_total{kind=\"key\"}");
+      metric(*proxy_, "respguard_coherence_invalidations_total{kind=\"key\"}");
   ASSERT_EQ(direct.run({"SET", "other:k", "x"}), "+OK");
   ASSERT_EQ(direct.run({"SET", "neg:z", "x"}), "+OK");
   EXPECT_TRUE(
@@ -181,7 +172,7 @@ rules:
   Client c(proxy_->port());
   Client direct(redis_->port());
   for (const char* key : {"f:1", "f:2"}) ASSERT_EQ(c.run({"GET", key}), "(nil)");
-  EXPECT_GT(sample_of(*proxy_, "respguard_negative_cache_entries"), 0);
+  EXPECT_GT(metric(*proxy_, "respguard_negative_cache_entries"), 0);
   ASSERT_EQ(direct.run({"FLUSHALL"}), "+OK");
   EXPECT_TRUE(metric_is(*proxy_, "respguard_coherence_invalidations_total{kind=\"flush\"}", 1));
   EXPECT_TRUE(metric_is(*proxy_, "respguard_negative_cache_entries", 0));
@@ -211,8 +202,8 @@ upstream:
   ASSERT_TRUE(metric_is(*proxy_, kLosses, 1, 2s)) << "the loss was not noticed";
   const long long noticed_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - killed).count();
-  EXPECT_EQ(sample_of(*proxy_, kChannelState), 0);
-  EXPECT_EQ(sample_of(*proxy_, kUntrusted), 1);
+  EXPECT_EQ(metric(*proxy_, kChannelState), 0);
+  EXPECT_EQ(metric(*proxy_, kUntrusted), 1);
   std::printf("[coherence] channel loss noticed within %lld ms (scrape included)\n", noticed_ms);
 
   // Down: nothing local is believed. A write now sends no invalidation anywhere.
@@ -223,7 +214,7 @@ upstream:
   EXPECT_EQ(c.run({"GET", "loss:never"}), "(nil)");
   EXPECT_EQ(c.run({"GET", "loss:never"}), "(nil)");
   EXPECT_EQ(calls("get"), before + 3) << "while down, every GET must reach Redis";
-  EXPECT_EQ(sample_of(*proxy_, kChannelState), 0) << "the outage ended too soon to observe";
+  EXPECT_EQ(metric(*proxy_, kChannelState), 0) << "the outage ended too soon to observe";
 
   // Back (after the 1.5 s backoff) and warmed up: the key created while down is found by the
   // warm-up scan (no invalidation for it ever arrives), absent keys are local again.
@@ -235,8 +226,8 @@ upstream:
   EXPECT_EQ(c.run({"GET", "loss:never"}), "(nil)");
   EXPECT_EQ(c.run({"GET", "loss:other-never"}), "(nil)");
   EXPECT_EQ(calls("get"), before) << "coherent again: absent keys answered locally";
-  EXPECT_EQ(sample_of(*proxy_, kLosses), 1);
-  EXPECT_GE(sample_of(*proxy_, "respguard_bloom_passes_total{kind=\"warmup\"}"), 2);
+  EXPECT_EQ(metric(*proxy_, kLosses), 1);
+  EXPECT_GE(metric(*proxy_, "respguard_bloom_passes_total{kind=\"warmup\"}"), 2);
   EXPECT_NE(proxy_->log().find("coherence channel lost"), std::string::npos);
   EXPECT_NE(proxy_->log().find("coherence channel restored"), std::string::npos);
   EXPECT_EQ(http_status(proxy_->admin_port(), "/readyz"), 200);
@@ -293,7 +284,7 @@ upstream:
   before = calls("get");
   EXPECT_EQ(c.run({"GET", "ttl:never-seen"}), "(nil)");
   EXPECT_EQ(calls("get"), before + 1) << "an untrusted Bloom filter rules nothing out";
-  EXPECT_EQ(sample_of(*proxy_, kUntrusted), 1);
+  EXPECT_EQ(metric(*proxy_, kUntrusted), 1);
 }
 
 // A user without the invalidation channel (Redis 7's default for new users: no channels) is

@@ -11,6 +11,7 @@
 
 #include <cctype>
 #include <cerrno>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -707,6 +708,57 @@ Samples parse_samples(const std::string& text) {
     out[line.substr(0, sp)] = std::strtod(line.c_str() + sp + 1, nullptr);
   }
   return out;
+}
+
+double sample(const Samples& s, const std::string& series) {
+  auto it = s.find(series);
+  return it == s.end() ? std::nan("") : it->second;
+}
+
+Samples scrape(const ProxyServer& proxy) {
+  int status = 0;
+  std::string body = http_get(proxy.admin_port(), "/metrics", &status, 2s);
+  return status == 200 ? parse_samples(body) : Samples{};
+}
+
+double metric(const ProxyServer& proxy, const std::string& series) {
+  return sample(scrape(proxy), series);
+}
+
+Samples scrape_until(const ProxyServer& proxy, const std::function<bool(const Samples&)>& condition,
+                     Millis timeout) {
+  Samples last;
+  wait_until(
+      [&] {
+        last = scrape(proxy);
+        return !last.empty() && condition(last);
+      },
+      timeout);
+  return last;
+}
+
+double metric_becomes(const ProxyServer& proxy, const std::string& series, double expected,
+                      Millis timeout) {
+  double last = std::nan("");
+  wait_until(
+      [&] {
+        last = metric(proxy, series);
+        return last == expected;
+      },
+      timeout);
+  return last;
+}
+
+double metric_reaches(const ProxyServer& proxy, const std::string& series, double minimum,
+                      Millis timeout) {
+  double last = std::nan("");
+  wait_until(
+      [&] {
+        last = metric(proxy, series);
+        return last >= minimum;
+      },
+      timeout);
+  return last;
 }
 
 }  // namespace rgtest

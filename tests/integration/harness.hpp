@@ -238,5 +238,21 @@ class SharedProxyTest : public ::testing::Test {
 // Prometheus text exposition -> {"name{labels}": value} (comments and blank lines skipped).
 using Samples = std::map<std::string, double>;
 Samples parse_samples(const std::string& text);
+// The value of one series ("name{labels}" as exposed); NaN when absent, so any comparison
+// with it fails.
+double sample(const Samples& s, const std::string& series);
+// GET /metrics of the proxy's admin port, parsed; empty unless the answer was a 200.
+Samples scrape(const ProxyServer& proxy);
+double metric(const ProxyServer& proxy,
+              const std::string& series);  // sample(scrape(proxy), series)
+// Polls /metrics until `condition` holds on a scrape (bounded); returns the last scrape.
+Samples scrape_until(const ProxyServer& proxy, const std::function<bool(const Samples&)>& condition,
+                     Millis timeout = 5s);
+// Polls until `series` equals `expected` / is at least `minimum` (bounded); returns the last
+// value seen, so a failing EXPECT shows what the proxy said.
+double metric_becomes(const ProxyServer& proxy, const std::string& series, double expected,
+                      Millis timeout = 5s);
+double metric_reaches(const ProxyServer& proxy, const std::string& series, double minimum,
+                      Millis timeout = 5s);
 
 }  // namespace rgtest

@@ -45,22 +45,6 @@ std::string scrape_text(const ProxyServer& proxy) {
   return body;
 }
 
-// Polls /metrics until `condition` holds on a scrape (bounded); returns the last scrape.
-Samples scrape_until(const ProxyServer& proxy, const std::function<bool(const Samples&)>& condition,
-                     Millis timeout = 5s) {
-  Samples last;
-  wait_until(
-      [&] {
-        int status = 0;
-        std::string text = http_get(proxy.admin_port(), "/metrics", &status, 2s);
-        if (status != 200) return false;
-        last = parse_samples(text);
-        return condition(last);
-      },
-      timeout);
-  return last;
-}
-
 // The RESP encoding hiredis sends for a command, to know the exact request bytes.
 std::size_t encoded_size(const std::vector<std::string>& args) {
   std::size_t n = ("*" + std::to_string(args.size()) + "\r\n").size();

@@ -66,45 +66,6 @@ rlim_t fd_limit() {
 
 // ---- metrics (parse_samples is the harness's) ----
 
-// NaN when the series is absent, so any comparison with it fails.
-double sample(const Samples& s, const std::string& series) {
-  auto it = s.find(series);
-  return it == s.end() ? std::nan("") : it->second;
-}
-
-Samples scrape(const ProxyServer& proxy) {
-  int status = 0;
-  std::string body = http_get(proxy.admin_port(), "/metrics", &status, 2s);
-  return status == 200 ? parse_samples(body) : Samples{};
-}
-
-// Polls /metrics until `series` has `expected` (bounded); returns the last value seen, so a
-// failing EXPECT_EQ shows what the proxy said.
-double metric_becomes(const ProxyServer& proxy, const std::string& series, double expected,
-                      Millis timeout = 5s) {
-  double last = std::nan("");
-  wait_until(
-      [&] {
-        last = sample(scrape(proxy), series);
-        return last == expected;
-      },
-      timeout);
-  return last;
-}
-
-// Polls until `series` is at least `minimum`; returns the last value seen.
-double metric_reaches(const ProxyServer& proxy, const std::string& series, double minimum,
-                      Millis timeout = 5s) {
-  double last = std::nan("");
-  wait_until(
-      [&] {
-        last = sample(scrape(proxy), series);
-        return last >= minimum;
-      },
-      timeout);
-  return last;
-}
-
 constexpr const char* kJitterApplied = "respguard_ttl_jitter_applied_total";
 constexpr const char* kCoalesced = "respguard_coalesced_requests_total";
 constexpr const char* kNegativeHits = "respguard_negative_cache_hits_total";

@@ -91,25 +91,6 @@ const std::string kBreakerState = "respguard_breaker_state";  // 0 closed, 1 ope
 const std::string kBreakerRejected = "respguard_breaker_rejected_total";
 const std::string kUpstreamHealthy = "respguard_upstream_healthy";
 
-Samples scrape(const ProxyServer& proxy) {
-  int status = 0;
-  std::string body = http_get(proxy.admin_port(), "/metrics", &status, 2s);
-  return status == 200 ? parse_samples(body) : Samples{};
-}
-
-// Polls /metrics until `condition` holds (bounded); returns the last scrape.
-Samples scrape_until(const ProxyServer& proxy, const std::function<bool(const Samples&)>& condition,
-                     Millis timeout = 5s) {
-  Samples last;
-  wait_until(
-      [&] {
-        last = scrape(proxy);
-        return !last.empty() && condition(last);
-      },
-      timeout);
-  return last;
-}
-
 // ---- timing summaries ----
 
 struct Stats {
