@@ -4,9 +4,12 @@
 
 #include <cstdio>
 #include <iostream>
+#include <iterator>
+#include <string>
 
 #include "respguard/config/cli.hpp"
 #include "respguard/observability/metrics.hpp"
+#include "respguard/protection/acl.hpp"
 #include "respguard/server/server.hpp"
 
 using namespace respguard;
@@ -32,6 +35,12 @@ int main(int argc, char** argv) {
     case config::CliOptions::Action::PrintMetrics:
       std::cout << observability::metrics_markdown();
       return 0;
+    case config::CliOptions::Action::HashPassword: {
+      std::string input((std::istreambuf_iterator<char>(std::cin)),
+                        std::istreambuf_iterator<char>());
+      std::cout << config::password_hash_from_input(input) << "\n";
+      return 0;
+    }
     default:
       break;
   }
@@ -41,6 +50,13 @@ int main(int argc, char** argv) {
     cfg = config::resolve(cli);
   } catch (const config::ConfigError& e) {
     std::cerr << "respguard: " << e.what() << "\n";
+    return 2;
+  }
+  try {
+    protection::Acl acl(cfg.auth);  // the users' ACL rules: parsed here, not by the loader
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "respguard: " << cli.config_path.value_or("<command line>") << ": " << e.what()
+              << "\n";
     return 2;
   }
   if (cli.action == config::CliOptions::Action::CheckConfig) {

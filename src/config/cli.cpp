@@ -3,6 +3,8 @@
 // its YAML key accept the same text and fail with the same reason.
 #include "respguard/config/cli.hpp"
 
+#include "respguard/common/sha256.hpp"
+
 #include <algorithm>
 #include <stdexcept>
 #include <string_view>
@@ -33,6 +35,9 @@ constexpr Flag kFlags[] = {
      Action::PrintMetrics},
     {"--print-config-reference", "", "Print the configuration reference (Markdown) and exit.",
      Action::PrintConfigReference},
+    {"--hash-password", "",
+     "Read a password from stdin, print its SHA-256 for auth.users[].password_sha256, exit.",
+     Action::HashPassword},
     {"--version", "", "Print the version and exit.", Action::Version},
     {"--help", "", "Print this help and exit.", Action::Help},
 };
@@ -126,6 +131,12 @@ CliOptions parse_cli(int argc, const char* const* argv) {
     throw ConfigError("--config and --check-config both name a file; give it once");
   }
   return out;
+}
+
+std::string password_hash_from_input(std::string_view input) {
+  if (input.ends_with('\n')) input.remove_suffix(1);
+  if (input.ends_with('\r')) input.remove_suffix(1);
+  return common::sha256_hex(input);
 }
 
 Config resolve(const CliOptions& cli) {

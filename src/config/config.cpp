@@ -200,6 +200,14 @@ constexpr Option kOptions[] = {
      .help = "Deepest nesting of aggregate replies accepted from the upstream.",
      .min = 1},
 
+    // Client authentication. auth.users is a list, read by its own loader like `rules`.
+    {.key = "auth.max_failures_per_second",
+     .type = Type::Uint,
+     .field = [](Config& c) -> Ref { return &c.auth.max_failures_per_second; },
+     .help = "With auth.users: failed AUTH attempts allowed per second, all clients together "
+             "(bursts of as many); beyond it AUTH is answered WRONGPASS without checking the "
+             "password, so passwords cannot be guessed faster. 0 = no limit."},
+
     // The key rules themselves (`rules:`) are a list, read by the loader below the table.
     {.key = "policy_limits.negative_cache_max_entries",
      .type = Type::Uint,
@@ -351,7 +359,7 @@ constexpr Option kOptions[] = {
 };
 
 // Keys that are not table rows: lists with a loader of their own.
-constexpr std::string_view kListKeys[] = {"rules", "rate_limit.overrides"};
+constexpr std::string_view kListKeys[] = {"rules", "rate_limit.overrides", "auth.users"};
 
 // Text helpers -------------------------------------------------------------------------------
 
@@ -1073,6 +1081,53 @@ std::optional<std::pair<std::string, std::string>> override_violation(
   return std::nullopt;
 }
 
+// Users --------------------------------------------------------------------------------------
+//
+// auth.users is a list of mappings like `rules`. The loader checks each user as it reads it;
+// validate() applies the same checks to users built in code. Their ACL rules are parsed by
+// protection::Acl, which the server (and --check-config) builds from the loaded Config.
+
+constexpr std::string_view kUserKeys[] = {"name", "password_sha256", "rules"};
+
+std::string user_path(std::size_t index) {
+  return "auth.users[" + std::to_string(index) + "]";
+}
+
+bool is_sha256_hex(std::string_view text) {
+  return text.size() == 64 && std::all_of(text.begin(), text.end(), [](char c) {
+           return std::isxdigit(static_cast<unsigned char>(c)) != 0;
+         });
+}
+
+constexpr std::string_view kHashExpected =
+    "expected the password's SHA-256 as 64 hex digits (respguard --hash-password prints it)";
+
+// The first broken check of the users: ("auth.users[1].name", reason).
+std::optional<std::pair<std::string, std::string>> user_violation(const AuthConfig& auth) {
+  for (std::size_t i = 0; i < auth.users.size(); ++i) {
+    const AuthUser& u = auth.users[i];
+    if (u.name.empty()) return {{user_path(i) + ".name", "must not be empty"}};
+    // Redis's rule for ACL user names.
+    if (std::any_of(u.name.begin(), u.name.end(), [](char c) {
+          return std::isspace(static_cast<unsigned char>(c)) != 0 || c == '\0';
+        })) {
+      return {{user_path(i) + ".name", "Redis allows no spaces in user names, got " +
+                                           in_quotes(u.name)}};
+    }
+    for (std::size_t j = 0; j < i; ++j) {
+      if (auth.users[j].name == u.name) {
+        return {{user_path(i) + ".name", "duplicate user " + in_quotes(u.name) + ", already in " +
+                                             user_path(j)}};
+      }
+    }
+    if (!is_sha256_hex(u.password_sha256)) {
+      return {{user_path(i) + ".password_sha256",
+               std::string(kHashExpected) + ", got " + in_quotes(u.password_sha256)}};
+    }
+  }
+  return std::nullopt;
+}
+
 struct Violation {
   std::string key;         // an option, or a path into a list ("rules[2].jitter.percent")
   std::string_view other;  // a second key the reason is also about, or ""
@@ -1097,6 +1152,7 @@ std::optional<Violation> first_violation(const Config& config) {
     }
   }
   if (auto v = override_violation(config.rate_limit)) return Violation{v->first, "", v->second};
+  if (auto v = user_violation(config.auth)) return Violation{v->first, "", v->second};
   return std::nullopt;
 }
 
@@ -1179,6 +1235,8 @@ class Loader {
       }
       if (prefix.empty() && name == "rules") {
         read_rules(value, line);
+      } else if (key == "auth.users") {
+        read_users(value, line);
       } else if (key == "rate_limit.overrides") {
         read_overrides(value, line);
       } else if (const Option* opt = find_option(key)) {
@@ -1320,6 +1378,61 @@ class Loader {
     }
     lines_.emplace(path, item_line);
     return entry;
+  }
+
+  // auth.users: a list of mappings, one per user.
+  void read_users(const YAML::Node& list, int line) {
+    if (list.IsNull()) return;  // every user commented out
+    if (!list.IsSequence()) {
+      fail(line, "auth.users",
+           "expected a list of users, each starting with \"- name: ...\", got " +
+               describe_node(list));
+    }
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      const AuthUser user = read_user(list[i], i);
+      config_.auth.users.push_back(user);
+      if (auto v = user_violation(config_.auth)) {
+        auto at = lines_.find(v->first);
+        fail(at == lines_.end() ? line : at->second, v->first, v->second);
+      }
+    }
+  }
+
+  AuthUser read_user(const YAML::Node& node, std::size_t index) {
+    const std::string path = user_path(index);
+    const int item_line = node.Mark().line + 1;
+    if (!node.IsMap()) {
+      fail(item_line, path,
+           "expected a user (name:, password_sha256: and rules:, as indented key: value lines), "
+           "got " +
+               describe_node(node));
+    }
+    AuthUser user;
+    bool has_name = false;
+    bool has_password = false;
+    for_each_entry(node, path, [&](const std::string& key, const YAML::Node& value, int line) {
+      const std::string_view name = last_name(key);
+      lines_.emplace(key, line);
+      if (name == "name") {
+        user.name = scalar(value, line, key, "a user name such as \"app\"");
+        has_name = true;
+      } else if (name == "password_sha256") {
+        user.password_sha256 = lower(scalar(value, line, key, std::string(kHashExpected)));
+        has_password = true;
+      } else if (name == "rules") {
+        user.rules = scalar(value, line, key, "ACL rules such as \"+@read ~app:*\"");
+      } else {
+        fail(line, key, "unknown key" + item_suggestion(path, key, kUserKeys));
+      }
+    });
+    if (!has_name) fail(item_line, path, "missing name: the user name clients AUTH with");
+    if (!has_password) {
+      fail(item_line, path,
+           "missing password_sha256: the SHA-256 of the user's password, as 64 hex digits "
+           "(respguard --hash-password prints it)");
+    }
+    lines_.emplace(path, item_line);
+    return user;
   }
 
   JitterConfig read_jitter(const YAML::Node& value, int line, const std::string& key,
@@ -1684,6 +1797,7 @@ std::size_t parse_size(std::string_view text) {
 // Config -------------------------------------------------------------------------------------
 
 bool Config::operator==(const Config& other) const {
+  if (auth.users != other.auth.users) return false;
   if (rules != other.rules || rate_limit.overrides != other.rate_limit.overrides) return false;
   for (const Option& opt : kOptions) {
     bool same = std::visit(

@@ -28,6 +28,19 @@ inline constexpr std::string_view kHelloNoAuth =
     "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO "
     "<proto> AUTH <user> <pass> option can be used to authenticate the client and select the "
     "RESP protocol version at the same time";
+// Redis 7's ACL refusals (src/acl.c, src/server.c; checked against redis-server 7.0.15). The
+// command one names the command or "container|subcommand": kNoPermCommand + "'config|get'" +
+// kNoPermCommandEnd.
+inline constexpr std::string_view kNoPermCommand = "NOPERM this user has no permissions to run the ";
+inline constexpr std::string_view kNoPermCommandEnd = " command";
+inline constexpr std::string_view kNoPermKey =
+    "NOPERM this user has no permissions to access one of the keys used as arguments";
+inline constexpr std::string_view kNoPermChannel =
+    "NOPERM this user has no permissions to access one of the channels used as arguments";
+inline constexpr std::string_view kSortByDenied =
+    "ERR BY option of SORT denied due to insufficient ACL permissions.";
+inline constexpr std::string_view kSortGetDenied =
+    "ERR GET option of SORT denied due to insufficient ACL permissions.";
 
 // respguard's own conditions. Each says what happened and, where useful, what to do.
 inline constexpr std::string_view kUpstreamTimeout = "ERR respguard: upstream request timed out";

@@ -186,10 +186,27 @@ struct AdminConfig {
   bool unready_when_breaker_open = false;  // an open circuit breaker fails /readyz
 };
 
+// Client authentication ("auth" in docs/configuration.md, docs/security.md): users the proxy
+// itself authenticates, each with a subset of Redis's ACL rules. No users: clients authenticate
+// with the upstream's credentials, as before.
+struct AuthUser {
+  std::string name;
+  std::string password_sha256;  // hex SHA-256 of the password (`respguard --hash-password`)
+  std::string rules;            // Redis ACL rules: "+@read +@write -@dangerous ~app:*"
+  bool operator==(const AuthUser&) const = default;
+};
+
+struct AuthConfig {
+  std::vector<AuthUser> users;
+  unsigned max_failures_per_second = 10;  // failed AUTHs, whole process; 0 = no limit
+  bool operator==(const AuthConfig&) const = default;
+};
+
 struct Config {
   ServerConfig server;
   UpstreamConfig upstream;
   resp::Limits protocol;
+  AuthConfig auth;  // client authentication and ACL
   LogConfig log;
   AdminConfig admin;
   std::vector<RuleConfig> rules;  // first match wins

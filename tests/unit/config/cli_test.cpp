@@ -108,6 +108,7 @@ TEST(ParseCli, LogLevelIsNormalized) {
 
 TEST(ParseCli, Actions) {
   EXPECT_EQ(parse({"--version"}).action, Action::Version);
+  EXPECT_EQ(parse({"--hash-password"}).action, Action::HashPassword);
   EXPECT_EQ(parse({"--help"}).action, Action::Help);
   EXPECT_EQ(parse({"-h"}).action, Action::Help);
   EXPECT_EQ(parse({"--print-config-reference"}).action, Action::PrintConfigReference);
@@ -250,6 +251,15 @@ TEST(Version, NamesTheVersionAndCommit) {
   const std::string text = version_string();
   EXPECT_TRUE(std::regex_match(text, std::regex(R"(respguard \d+\.\d+\.\d+ \(git [^() ]+\))")))
       << text;
+}
+
+// What auth.users[].password_sha256 holds: the SHA-256 of stdin without one trailing newline.
+TEST(Cli, HashPasswordDropsOneTrailingNewline) {
+  const std::string abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+  EXPECT_EQ(password_hash_from_input("abc"), abc);
+  EXPECT_EQ(password_hash_from_input("abc\n"), abc);
+  EXPECT_EQ(password_hash_from_input("abc\r\n"), abc);
+  EXPECT_NE(password_hash_from_input("abc\n\n"), abc);
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "respguard/config/config.hpp"
 
+#include "respguard/common/sha256.hpp"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -131,6 +133,14 @@ protocol:
   max_multibulk_len: 4096
   max_inline_len: 4kb
   max_reply_depth: 16
+auth:
+  users:
+    - name: app
+      password_sha256: "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"
+      rules: "+@read +@write -@dangerous ~app:*"
+    - name: admin
+      password_sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
+  max_failures_per_second: 3
 rules:
   - match: "user:*"
     db: 2
@@ -248,6 +258,14 @@ TEST(ConfigLoad, EveryOptionIsRead) {
   EXPECT_EQ(c.server.maxclients, 500u);
   EXPECT_EQ(c.server.shutdown_grace, Millis(30'000));
   EXPECT_EQ(c.log.level, "debug");
+  // Hashes are stored in lower case; a user without rules may run nothing.
+  EXPECT_EQ(c.auth.users,
+            (std::vector<AuthUser>{
+                {"app", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+                 "+@read +@write -@dangerous ~app:*"},
+                {"admin", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                 ""}}));
+  EXPECT_EQ(c.auth.max_failures_per_second, 3u);
   EXPECT_EQ(c.server.idle_timeout, Millis(300'000));
   EXPECT_EQ(c.server.output_buffer_limit, 64u * 1024 * 1024);
   EXPECT_EQ(c.server.pubsub_output_buffer_limit, 8u * 1024 * 1024);
@@ -358,6 +376,9 @@ TEST(ConfigLoad, ConfigEqualityComparesEveryOption) {
   EXPECT_TRUE(same_bloom == same_rules);
   same_bloom.rules[0].bloom->absent_reply = "";
   EXPECT_FALSE(same_bloom == same_rules);
+  other = base;
+  other.auth.users.push_back({"app", std::string(64, 'a'), ""});
+  EXPECT_FALSE(base == other);
   other = base;
   other.coherence.warmup_keys_per_second = 1;
   EXPECT_FALSE(base == other);
@@ -733,6 +754,38 @@ TEST(ConfigFile, DefaultConfigFileEqualsTheDefaults) {
   for (const char* line : {"#   - identity:", "#     rate:", "#     burst:"}) {
     EXPECT_NE(text.find(line), std::string::npos) << line;
   }
+  // No users (client authentication as Redis's, with the upstream password), but an example.
+  EXPECT_NE(text.find("  users: []\n"), std::string::npos);
+  for (const char* line : {"#   - name:", "#     password_sha256:", "#     rules:"}) {
+    EXPECT_NE(text.find(line), std::string::npos) << line;
+  }
+}
+
+TEST(ConfigLoad, AuthUsersAreChecked) {
+  const std::string hash(64, 'a');
+  EXPECT_EQ(load_error("auth:\n  users:\n    - name: app\n      password_sha256: abc\n"),
+            "respguard.yaml:4: auth.users[0].password_sha256: expected the password's SHA-256 as "
+            "64 hex digits (respguard --hash-password prints it), got 'abc'");
+  EXPECT_EQ(load_error("auth:\n  users:\n    - name: app\n"),
+            "respguard.yaml:3: auth.users[0]: missing password_sha256: the SHA-256 of the user's "
+            "password, as 64 hex digits (respguard --hash-password prints it)");
+  EXPECT_EQ(load_error("auth:\n  users:\n    - name: a\n      password_sha256: " + hash +
+                       "\n    - name: a\n      password_sha256: " + hash + "\n"),
+            "respguard.yaml:5: auth.users[1].name: duplicate user 'a', already in auth.users[0]");
+  EXPECT_EQ(load_error("auth:\n  users:\n    - name: a\n      pasword_sha256: x\n"),
+            "respguard.yaml:4: auth.users[0].pasword_sha256: unknown key (did you mean "
+            "'auth.users[0].password_sha256'?)");
+  EXPECT_EQ(load_error("auth:\n  users:\n    - name: a b\n      password_sha256: " + hash + "\n"),
+            "respguard.yaml:3: auth.users[0].name: Redis allows no spaces in user names, got 'a b'");
+  EXPECT_EQ(load_error("auth:\n  users: app\n"),
+            "respguard.yaml:2: auth.users: expected a list of users, each starting with \"- name: "
+            "...\", got 'app'");
+  // Users built in code get the same checks.
+  Config c;
+  c.auth.users.push_back({"app", "xyz", ""});
+  EXPECT_THROW(validate(c), ConfigError);
+  c.auth.users[0].password_sha256 = hash;
+  EXPECT_NO_THROW(validate(c));
 }
 
 TEST(ConfigFile, AllPoliciesExampleTurnsOnEveryPolicyForEveryKey) {
@@ -824,6 +877,16 @@ TEST(ConfigFile, EveryExampleLoads) {
   for (const char* name : {"all-policies.yaml", "protection.yaml", "bloom.yaml"}) {
     EXPECT_NE(std::find(examples.begin(), examples.end(), name), examples.end()) << name;
   }
+}
+
+// Client authentication on, one user: app / app-secret, reads and writes under app:*.
+TEST(ConfigFile, SecureExampleHasTheAppUser) {
+  const Config c = load_file((kRepoRoot / "config/examples/secure.yaml").string());
+  ASSERT_EQ(c.auth.users.size(), 1u);
+  EXPECT_EQ(c.auth.users[0].name, "app");
+  EXPECT_EQ(c.auth.users[0].password_sha256, respguard::common::sha256_hex("app-secret"));
+  EXPECT_EQ(c.auth.users[0].rules, "+@read +@write -@dangerous ~app:*");
+  EXPECT_EQ(c.auth.max_failures_per_second, 10u);
 }
 
 // docs/configuration.md embeds reference_markdown() verbatim, so the docs never drift from the
