@@ -86,6 +86,10 @@ std::span<const std::string_view> invalidation_values() {
   static constexpr Values<2> v{"key", "flush"};
   return v;
 }
+std::span<const std::string_view> auth_failure_values() {
+  static constexpr Values<2> v{"wrong_password", "rate_limited"};
+  return v;
+}
 std::span<const std::string_view> version_values() {
   static constexpr Values<1> v{RESPGUARD_VERSION};
   return v;
@@ -264,6 +268,13 @@ std::vector<MetricDef> make_defs() {
        T::Counter,
        "Invalidations received: keys modified by any client, and flushes (FLUSHALL/FLUSHDB).",
        {{"kind", invalidation_values}}},
+      // Client authentication (docs/security.md).
+      {M::AuthFailures,
+       "respguard_auth_failures_total",
+       T::Counter,
+       "Failed client AUTH (and HELLO ... AUTH) attempts against auth.users: a wrong user or "
+       "password, or refused unchecked over auth.max_failures_per_second.",
+       {{"reason", auth_failure_values}}},
   };
   for (std::size_t i = 0; i < defs.size(); ++i) {
     if (static_cast<std::size_t>(defs[i].id) != i) std::abort();  // table out of enum order

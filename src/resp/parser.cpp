@@ -24,6 +24,9 @@ constexpr std::string_view kTooBigMbulkCount = "Protocol error: too big mbulk co
 constexpr std::string_view kInvalidMultibulkLength = "Protocol error: invalid multibulk length";
 constexpr std::string_view kTooBigBulkCount = "Protocol error: too big bulk count string";
 constexpr std::string_view kInvalidBulkLength = "Protocol error: invalid bulk length";
+constexpr std::string_view kUnauthMultibulkLength =
+    "Protocol error: unauthenticated multibulk length";
+constexpr std::string_view kUnauthBulkLength = "Protocol error: unauthenticated bulk length";
 constexpr std::string_view kTooBigInline = "Protocol error: too big inline request";
 constexpr std::string_view kUnbalancedQuotes = "Protocol error: unbalanced quotes in request";
 constexpr std::string_view kReplyTooDeep = "Protocol error: reply nesting too deep";
@@ -217,6 +220,9 @@ ParseResult RequestParser::parse(std::string_view input, Command& out) {
         (count > 0 && static_cast<std::uint64_t>(count) > limits_.max_multibulk_len)) {
       return failure(kInvalidMultibulkLength);
     }
+    if (limits_.unauthenticated && count > static_cast<std::int64_t>(kUnauthenticatedMaxArgs)) {
+      return failure(kUnauthMultibulkLength);
+    }
     pos_ = cr + 2;
     if (count <= 0) {
       // "*0" and "*-1": an empty command, no reply (Redis resets the client silently).
@@ -247,6 +253,9 @@ ParseResult RequestParser::parse(std::string_view input, Command& out) {
       if (!parse_redis_integer(input.data() + pos_ + 1, cr - pos_ - 1, len) || len < 0 ||
           static_cast<std::uint64_t>(len) > limits_.max_bulk_len) {
         return failure(kInvalidBulkLength);
+      }
+      if (limits_.unauthenticated && len > static_cast<std::int64_t>(kUnauthenticatedMaxBulk)) {
+        return failure(kUnauthBulkLength);
       }
       pos_ = cr + 2;
       bulk_len_ = len;

@@ -86,6 +86,8 @@ ClientSession::ClientSession(Worker& worker, tcp::socket socket, std::uint64_t i
   if (auto ep = socket_.local_endpoint(ec); !ec) laddr = endpoint_text(ep);
   socket_.set_option(tcp::no_delay(true), ec);
   info_ = worker_.shared().registry.add(id_, std::move(addr), std::move(laddr));
+  if (worker_.shared().acl.enabled()) acl_ = &worker_.shared().acl;
+  set_authenticated(acl_ == nullptr && config_.upstream.password.empty());
   update_rate_identity();
 }
 
@@ -239,6 +241,10 @@ ClientSession::Dispatch ClientSession::dispatch(const resp::Command& cmd) {
     if (!admit_rate(info, out)) return out;
     rate_admitted_ = true;  // a Stall below (connection switch) must not take a second token
   }
+
+  // With auth.users every command of an authenticated client is checked against its user's
+  // ACL rules, as Redis checks them (a client without a user has not authenticated: NOAUTH).
+  if (acl_user_ != nullptr && !admit_acl(cmd, info)) return Dispatch::Done;
 
   // The upstream's password guards the proxy too: an application that had to AUTH with Redis
   // must AUTH here, and nothing else gets through first (Redis's no-auth commands excepted).
@@ -549,10 +555,67 @@ bool ClientSession::credentials_ok(std::string_view user, std::string_view passw
   return user == expected_user && password == up.password;
 }
 
+void ClientSession::set_authenticated(bool authenticated) {
+  authenticated_ = authenticated;
+  resp::Limits limits = config_.protocol;
+  limits.unauthenticated = !authenticated;
+  parser_.set_limits(limits);
+}
+
+bool ClientSession::acl_login(std::string_view user, std::string_view password) {
+  using observability::AuthFailure;
+  // Over the limit nothing is checked: guessing gets no faster with more connections.
+  if (!acl_->admit_attempt(now_)) {
+    state_metrics_.inc(Metric::AuthFailures,
+                       static_cast<std::size_t>(AuthFailure::RateLimited));
+    reply_error(errors::kWrongPass);
+    return false;
+  }
+  const protection::Acl::User* u = acl_->authenticate(user, password);
+  if (u == nullptr) {
+    state_metrics_.inc(Metric::AuthFailures,
+                       static_cast<std::size_t>(AuthFailure::WrongPassword));
+    spdlog::debug("client {} {}: AUTH failed for user '{}'", id_, info_->addr,
+                  user.substr(0, 64));
+    reply_error(errors::kWrongPass);
+    return false;  // as Redis: a failed AUTH leaves an authenticated client as it was
+  }
+  acl_->attempt_succeeded();
+  acl_user_ = u;
+  user_ = u->name;
+  set_authenticated(true);
+  update_rate_identity();
+  return true;
+}
+
+bool ClientSession::admit_acl(const resp::Command& cmd, const resp::CommandInfo* info) {
+  const protection::AclVerdict verdict = acl_user_->rules.check(info, cmd.args);
+  if (!verdict.allowed()) {
+    reply_error(protection::acl_error(verdict));
+    return false;
+  }
+  // ACL WHOAMI names the proxy's user, not the upstream connection's (queued in MULTI or in
+  // push mode it goes to Redis like everything else there).
+  if (info != nullptr && info->name == "acl" && cmd.argc() == 2 &&
+      iequals(cmd.args[1], "whoami") && !in_multi_ && !push_mode_) {
+    scratch_.clear();
+    resp::write_bulk(scratch_, acl_user_->name);
+    reply_local(scratch_);
+    return false;
+  }
+  return true;
+}
+
 void ClientSession::cmd_auth(const resp::Command& cmd) {
   // Clients authenticate with the upstream's credentials (the proxy holds them), so an app
   // moved from Redis to the sidecar keeps working unchanged.
   if (cmd.argc() < 2 || cmd.argc() > 3) return reply_wrong_args("auth");
+  if (acl_ != nullptr) {
+    // The proxy's own users: AUTH pass is the user "default" (when configured), as in Redis.
+    const std::string_view user = cmd.argc() == 3 ? cmd.args[1] : std::string_view("default");
+    if (acl_login(user, cmd.args.back())) reply_local("+OK\r\n");
+    return;
+  }
   if (cmd.argc() == 2 && config_.upstream.password.empty()) {
     return reply_error(errors::kNoPasswordConfigured);
   }
@@ -562,7 +625,7 @@ void ClientSession::cmd_auth(const resp::Command& cmd) {
   if (!credentials_ok(cmd.argc() == 3 ? user : default_user, cmd.args.back())) {
     return reply_error(errors::kWrongPass);
   }
-  authenticated_ = true;
+  set_authenticated(true);
   user_ = cmd.argc() == 3 ? user : default_user;
   update_rate_identity();
   reply_local("+OK\r\n");
@@ -580,15 +643,15 @@ void ClientSession::cmd_hello(const resp::Command& cmd) {
   }
   std::string_view new_name;
   std::string_view auth_user;
+  std::string_view auth_password;
   bool set_name = false;
   bool authenticates = false;
   for (std::size_t i = 2; i < cmd.argc(); ++i) {
     if (iequals(cmd.args[i], "auth") && i + 2 < cmd.argc()) {
-      if (!credentials_ok(cmd.args[i + 1], cmd.args[i + 2])) {
-        return reply_error(errors::kWrongPass);
-      }
+      // Checked after the options, as Redis does (a bad SETNAME is reported first).
       authenticates = true;
       auth_user = cmd.args[i + 1];
+      auth_password = cmd.args[i + 2];
       i += 2;
     } else if (iequals(cmd.args[i], "setname") && i + 1 < cmd.argc()) {
       new_name = cmd.args[++i];
@@ -598,8 +661,15 @@ void ClientSession::cmd_hello(const resp::Command& cmd) {
       return reply_error("ERR Syntax error in HELLO option '" + std::string(cmd.args[i]) + "'");
     }
   }
+  if (authenticates) {
+    if (acl_ != nullptr) {
+      if (!acl_login(auth_user, auth_password)) return;  // replied WRONGPASS
+    } else if (!credentials_ok(auth_user, auth_password)) {
+      return reply_error(errors::kWrongPass);
+    }
+  }
   if (!authenticated_ && !authenticates) return reply_error(errors::kHelloNoAuth);
-  authenticated_ = true;
+  set_authenticated(true);
   proto_ = proto;
   if (set_name) name_ = std::string(new_name);
   if (!auth_user.empty()) user_ = auth_user;
@@ -729,7 +799,9 @@ void ClientSession::cmd_reset() {
   db_ = 0;
   proto_ = 2;
   name_.clear();
-  authenticated_ = config_.upstream.password.empty();  // back to the default user
+  // Back to the default user: with auth.users, unauthenticated (AUTH again).
+  set_authenticated(acl_ == nullptr && config_.upstream.password.empty());
+  acl_user_ = nullptr;
   user_ = "default";
   update_rate_identity();
   reply_off_ = skip_next_reply_ = false;

@@ -160,7 +160,10 @@ void UpstreamConnection::queue_handshake() {
   };
   if (options_.protocol >= 3) {
     if (!options_.password.empty()) {
-      std::string_view user = options_.username.empty() ? "default" : options_.username;
+      // Both sides string_view: with "default" : options_.username the common type would be a
+      // temporary std::string, and `user` would dangle (the handshake sent garbage: WRONGPASS).
+      std::string_view user = options_.username.empty() ? std::string_view("default")
+                                                         : std::string_view(options_.username);
       add({"HELLO", "3", "AUTH", user, options_.password}, kHello);
     } else {
       add({"HELLO", "3"}, kHello);

@@ -73,6 +73,7 @@ enum class Metric : std::uint16_t {
   CoherenceState,
   CoherenceLosses,
   CoherenceInvalidations,
+  AuthFailures,
   kCount,
 };
 
@@ -99,6 +100,7 @@ enum class HealthResult : std::uint8_t { Ok, Failed };
 enum class BloomResult : std::uint8_t { Rejected, Passed, Untrusted };
 enum class BloomPass : std::uint8_t { Warmup, Rebuild, Resize, Aborted };
 enum class Invalidation : std::uint8_t { Key, Flush };
+enum class AuthFailure : std::uint8_t { WrongPassword, RateLimited };
 
 struct LabelDef {
   std::string_view name;

@@ -31,7 +31,15 @@ struct Limits {
   std::size_t max_multibulk_len = 1024ull * 1024 * 1024;  // Redis: INT_MAX elements
   std::size_t max_inline_len = 64 * 1024;                 // PROTO_INLINE_MAX_SIZE
   std::size_t max_reply_depth = 128;  // nesting of aggregate replies (hiredis: 7, we allow more)
+  // A client that has not authenticated yet: as Redis 7 (processMultibulkBuffer), a request
+  // with more than 10 arguments or an argument over 16384 bytes is a protocol error
+  // ("unauthenticated multibulk length" / "unauthenticated bulk length"), so an unknown peer
+  // cannot make the proxy allocate. Not a configuration option.
+  bool unauthenticated = false;
 };
+
+inline constexpr std::size_t kUnauthenticatedMaxArgs = 10;
+inline constexpr std::size_t kUnauthenticatedMaxBulk = 16384;
 
 // A parsed request. Views point into the caller's input buffer (RESP arrays) or into the
 // parser's scratch (inline requests); valid until the next parse() or until the buffer changes.

@@ -199,6 +199,13 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   Dispatch cmd_client(const resp::Command& cmd);
   void cmd_reset();
   bool credentials_ok(std::string_view user, std::string_view password) const;
+  // Client authentication and ACL (auth.users; docs/security.md). admit_acl: false when the
+  // command was answered (NOPERM, or ACL WHOAMI answered here). acl_login: false when it replied
+  // WRONGPASS (a wrong password, or over auth.max_failures_per_second).
+  bool admit_acl(const resp::Command& cmd, const resp::CommandInfo* info);
+  bool acl_login(std::string_view user, std::string_view password);
+  // Until authenticated the parser holds requests to Redis's pre-auth sizes.
+  void set_authenticated(bool authenticated);
 
   // Replies.
   std::uint64_t push_slot(SlotKind kind);
@@ -273,6 +280,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   std::shared_ptr<const protection::RateLimiter::Identity> rate_identity_;
   std::string peer_ip_;           // the source_ip identity
   std::string user_ = "default";  // the user identity (AUTH)
+  protection::Acl* acl_ = nullptr;  // auth.users configured: the users, else null
+  const protection::Acl::User* acl_user_ = nullptr;  // with acl_: who the client is
   bool rate_admitted_ = false;    // the command being dispatched already has its token
   bool rate_paused_ = false;      // input paused until rate_timer_ fires
   std::unique_ptr<asio::steady_timer> rate_timer_;

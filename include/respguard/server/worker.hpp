@@ -12,6 +12,7 @@
 #include "respguard/config/config.hpp"
 #include "respguard/observability/metrics.hpp"
 #include "respguard/policy/random.hpp"
+#include "respguard/protection/acl.hpp"
 #include "respguard/protection/rate_limiter.hpp"
 #include "respguard/server/client_registry.hpp"
 #include "respguard/server/policy_state.hpp"
@@ -40,6 +41,7 @@ struct SharedState {
   upstream::UpstreamGuard guard;         // circuit breaker and health verdict of the upstream
   protection::RateLimiter rate_limiter;  // per-client-identity token buckets
   ClientRegistry registry;
+  protection::Acl acl{config.auth};  // auth.users: client users and their ACL rules
   std::atomic<std::size_t> clients{0};
   std::atomic<std::size_t> dedicated_connections{0};
   std::atomic<std::uint64_t> next_client_id{1};

@@ -534,6 +534,25 @@ TEST(RequestParserLimits, SetLimitsAppliesToTheNextHeader) {
   EXPECT_EQ(parser.parse("*1\r\n$3\r\nfoo\r\n", cmd).error, "Protocol error: invalid bulk length");
 }
 
+// Before AUTH, as Redis 7: at most 10 arguments of at most 16384 bytes; the texts are Redis's
+// (checked against redis-server 7.0.15), and a malformed length is still "invalid".
+TEST(RequestParserLimits, Unauthenticated) {
+  Limits unauth;
+  unauth.unauthenticated = true;
+  EXPECT_EQ(parse_request_whole("*10\r\n", unauth).status, ParseStatus::NeedMore);
+  EXPECT_EQ(parse_request_whole("*11\r\n", unauth),
+            error_request("Protocol error: unauthenticated multibulk length"));
+  EXPECT_EQ(parse_request_whole("*x\r\n", unauth),
+            error_request("Protocol error: invalid multibulk length"));
+  EXPECT_EQ(parse_request_whole("*1\r\n$16384\r\n", unauth).status, ParseStatus::NeedMore);
+  EXPECT_EQ(parse_request_whole("*1\r\n$16385\r\n", unauth),
+            error_request("Protocol error: unauthenticated bulk length"));
+  EXPECT_EQ(parse_request_whole("*1\r\n$1073741824\r\n", unauth),
+            error_request("Protocol error: invalid bulk length"));
+  EXPECT_EQ(parse_request_whole("*1\r\n$-2\r\n", unauth),
+            error_request("Protocol error: invalid bulk length"));
+}
+
 TEST(RequestParser, ExpectedDollarMessageForEveryByte) {
   for (int c = 0; c < 256; ++c) {
     if (c == '$') continue;
