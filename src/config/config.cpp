@@ -24,6 +24,8 @@
 #include <variant>
 #include <vector>
 
+#include "respguard/resp/command_table.hpp"
+
 namespace respguard::config {
 namespace {
 
@@ -48,6 +50,7 @@ struct Option {
 constexpr std::array<std::string_view, 7> kLogLevels = {"trace", "debug",    "info", "warn",
                                                         "error", "critical", "off"};
 constexpr std::array<std::string_view, 3> kIdentities = {"source_ip", "client_name", "user"};
+constexpr std::array<std::string_view, 2> kGuardProfiles = {"off", "production"};
 
 constexpr Option kOptions[] = {
     {.key = "listen",
@@ -244,6 +247,39 @@ constexpr Option kOptions[] = {
      .help = "Pace of warm-up scans, in keys per second for the whole process, so filling the "
              "filters does not crowd out client traffic on Redis; 0 = as fast as Redis answers."},
 
+    // Command guard. guard.deny and guard.allow are lists, read by their own loader.
+    {.key = "guard.profile",
+     .type = Type::Enum,
+     .field = [](Config& c) -> Ref { return &c.guard.profile; },
+     .help = "Commands refused before they reach Redis: off (none: a drop-in proxy changes "
+             "nothing), or production (KEYS, FLUSHALL, FLUSHDB, SWAPDB, DEBUG, SHUTDOWN, CONFIG "
+             "SET/REWRITE/RESETSTAT, MONITOR, SCRIPT FLUSH, FUNCTION FLUSH, SAVE, REPLICAOF, "
+             "FAILOVER, MODULE, ACL SETUSER/DELUSER/LOAD/SAVE, CLIENT PAUSE), each refusal "
+             "saying why and what to use instead. guard.deny adds commands, guard.allow removes "
+             "them.",
+     .choices = kGuardProfiles},
+    {.key = "guard.max_arguments",
+     .type = Type::Uint,
+     .field = [](Config& c) -> Ref { return &c.guard.max_arguments; },
+     .help = "Most arguments a command may have (after its name), e.g. keys of one MGET or DEL; "
+             "0 = no limit."},
+    {.key = "guard.max_request_bytes",
+     .type = Type::Size,
+     .field = [](Config& c) -> Ref { return &c.guard.max_request_bytes; },
+     .help = "Largest request (all its arguments) let through to Redis; 0 = no limit. The "
+             "protocol limits (protocol.*) still bound what the proxy reads."},
+    {.key = "guard.max_value_bytes",
+     .type = Type::Size,
+     .field = [](Config& c) -> Ref { return &c.guard.max_value_bytes; },
+     .help = "Largest value (any argument that is not a key) a write command may carry: big "
+             "keys are refused before they reach Redis; 0 = no limit."},
+    {.key = "guard.big_value_bytes",
+     .type = Type::Size,
+     .field = [](Config& c) -> Ref { return &c.guard.big_value_bytes; },
+     .help = "Writes carrying a value over this size are let through but counted "
+             "(respguard_guard_big_values_total) and logged with their key (at most one line a "
+             "second): big keys made visible before they hurt; 0 = off."},
+
     // Protection. rate_limit.overrides is a list, read by its own loader like `rules`.
     {.key = "rate_limit.identity",
      .type = Type::Enum,
@@ -359,7 +395,8 @@ constexpr Option kOptions[] = {
 };
 
 // Keys that are not table rows: lists with a loader of their own.
-constexpr std::string_view kListKeys[] = {"rules", "rate_limit.overrides", "auth.users"};
+constexpr std::string_view kListKeys[] = {"rules", "rate_limit.overrides", "auth.users",
+                                          "guard.deny", "guard.allow"};
 
 // Text helpers -------------------------------------------------------------------------------
 
@@ -1153,6 +1190,15 @@ std::optional<Violation> first_violation(const Config& config) {
   }
   if (auto v = override_violation(config.rate_limit)) return Violation{v->first, "", v->second};
   if (auto v = user_violation(config.auth)) return Violation{v->first, "", v->second};
+  for (const auto* list : {&config.guard.deny, &config.guard.allow}) {
+    for (std::size_t i = 0; i < list->size(); ++i) {
+      if (normalize_command_name((*list)[i]) != (*list)[i]) {
+        return Violation{std::string(list == &config.guard.deny ? "guard.deny" : "guard.allow") +
+                             "[" + std::to_string(i) + "]",
+                         "", "not a Redis command: " + in_quotes((*list)[i])};
+      }
+    }
+  }
   return std::nullopt;
 }
 
@@ -1239,6 +1285,9 @@ class Loader {
         read_users(value, line);
       } else if (key == "rate_limit.overrides") {
         read_overrides(value, line);
+      } else if (key == "guard.deny" || key == "guard.allow") {
+        read_command_list(value, line, key, key == "guard.deny" ? config_.guard.deny
+                                                                : config_.guard.allow);
       } else if (const Option* opt = find_option(key)) {
         read_option(*opt, value, line);
       } else if (is_section(key)) {
@@ -1324,6 +1373,29 @@ class Loader {
     }
     if (!has_policy(rule)) fail(rule_line, path, std::string(kNoPolicy));
     return rule;
+  }
+
+  // guard.deny / guard.allow: a list of command names, "CONFIG SET" or "config|set" for a
+  // subcommand; stored normalized ("config|set").
+  void read_command_list(const YAML::Node& list, int line, const std::string& key,
+                         std::vector<std::string>& out) {
+    if (list.IsNull()) return;
+    if (!list.IsSequence()) {
+      fail(line, key, "expected a list of commands like [KEYS, CONFIG SET], got " +
+                          describe_node(list));
+    }
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      const int item_line = list[i].Mark().line + 1;
+      const std::string path = key + "[" + std::to_string(i) + "]";
+      if (!list[i].IsScalar()) {
+        fail(item_line, path, "expected a command name, got " + describe_node(list[i]));
+      }
+      std::string name = normalize_command_name(list[i].Scalar());
+      if (name.empty()) {
+        fail(item_line, path, "not a Redis command: " + in_quotes(list[i].Scalar()));
+      }
+      out.push_back(std::move(name));
+    }
   }
 
   // rate_limit.overrides: a list of mappings, one per identity. Which identities are valid
@@ -1798,7 +1870,10 @@ std::size_t parse_size(std::string_view text) {
 
 bool Config::operator==(const Config& other) const {
   if (auth.users != other.auth.users) return false;
-  if (rules != other.rules || rate_limit.overrides != other.rate_limit.overrides) return false;
+  if (rules != other.rules || rate_limit.overrides != other.rate_limit.overrides ||
+      guard.deny != other.guard.deny || guard.allow != other.guard.allow) {
+    return false;
+  }
   for (const Option& opt : kOptions) {
     bool same = std::visit(
         [](auto* a, auto* b) {
@@ -1871,6 +1946,27 @@ std::string reference_markdown() {
            escape_markdown_cell(description) + " |\n";
   }
   return out;
+}
+
+std::string normalize_command_name(std::string_view text) {
+  std::string s(text);
+  for (char& c : s) {
+    c = c == ' ' ? '|' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  const auto first = s.find_first_not_of('|');
+  if (first == std::string::npos) return {};
+  s = s.substr(first, s.find_last_not_of('|') - first + 1);
+  s.erase(std::unique(s.begin(), s.end(), [](char a, char b) { return a == '|' && b == '|'; }),
+          s.end());
+  const auto bar = s.find('|');
+  if (bar != std::string::npos && s.find('|', bar + 1) != std::string::npos) return {};
+  for (char c : s) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '|' || c == '-' || c == '_')) {
+      return {};
+    }
+  }
+  if (resp::lookup_command(s.substr(0, bar)) == nullptr) return {};
+  return s;
 }
 
 }  // namespace respguard::config

@@ -86,6 +86,10 @@ std::span<const std::string_view> invalidation_values() {
   static constexpr Values<2> v{"key", "flush"};
   return v;
 }
+std::span<const std::string_view> guard_refusal_values() {
+  static constexpr Values<4> v{"denied", "too_many_arguments", "request_too_big", "value_too_big"};
+  return v;
+}
 std::span<const std::string_view> auth_failure_values() {
   static constexpr Values<2> v{"wrong_password", "rate_limited"};
   return v;
@@ -268,6 +272,15 @@ std::vector<MetricDef> make_defs() {
        T::Counter,
        "Invalidations received: keys modified by any client, and flushes (FLUSHALL/FLUSHDB).",
        {{"kind", invalidation_values}}},
+      // Command guard (docs/security.md).
+      {M::GuardRefused,
+       "respguard_guard_refused_total",
+       T::Counter,
+       "Commands the command guard refused, by reason: a denied command (guard.profile, "
+       "guard.deny), too many arguments, a request or a value over its size limit.",
+       {{"reason", guard_refusal_values}}},
+      {M::GuardBigValues, "respguard_guard_big_values_total", T::Counter,
+       "Writes let through with a value over guard.big_value_bytes (big keys in the making)."},
       // Client authentication (docs/security.md).
       {M::AuthFailures,
        "respguard_auth_failures_total",

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "respguard/common/errors.hpp"
+#include "respguard/common/log_limiter.hpp"
 #include "respguard/common/loop_clock.hpp"
 #include "respguard/resp/writer.hpp"
 #include "respguard/server/worker.hpp"
@@ -69,6 +70,8 @@ ClientSession::ClientSession(Worker& worker, tcp::socket socket, std::uint64_t i
       state_metrics_(worker.metrics()),
       policies_(worker.shared().policies),
       policies_on_(!worker.shared().policies.rules.empty()),
+      guard_on_(worker.shared().command_guard.enabled()),
+      big_value_bytes_(worker.config().guard.big_value_bytes),
       authenticated_(worker.config().upstream.password.empty()),
       parser_(worker.config().protocol),
       slots_(kInitialSlots) {
@@ -229,6 +232,42 @@ void ClientSession::process_input() {
 
 // ---------------------------------------------------------------------------- dispatch
 
+bool ClientSession::admit_guard(const resp::Command& cmd, const resp::CommandInfo* info) {
+  using observability::GuardRefusal;
+  using Refusal = protection::CommandGuard::Refusal;
+  const Refusal r = worker_.shared().command_guard.check(cmd.args, info, guard_reply_);
+  if (r != Refusal::None) {
+    if (metrics_) {
+      metrics_->inc(observability::Metric::GuardRefused,
+                    static_cast<std::size_t>(r == Refusal::Denied ? GuardRefusal::Denied
+                                             : r == Refusal::TooManyArguments
+                                                 ? GuardRefusal::TooManyArguments
+                                             : r == Refusal::RequestTooBig ? GuardRefusal::RequestTooBig
+                                                                           : GuardRefusal::ValueTooBig));
+    }
+    // Queued in a transaction, a refusal makes EXEC fail as a refused command does in Redis.
+    if (in_multi_) multi_refused_ = true;
+    reply_error(guard_reply_);
+    return false;
+  }
+  if (big_value_bytes_ != 0 && info != nullptr && (info->flags & resp::kWrite)) {
+    const std::size_t largest = protection::CommandGuard::largest_value(cmd.args, *info);
+    if (largest > big_value_bytes_) {
+      if (metrics_) metrics_->inc(observability::Metric::GuardBigValues);
+      static LogLimiter limiter(std::chrono::seconds(1));
+      std::uint64_t suppressed = 0;
+      if (limiter.allow(suppressed)) {
+        const std::string_view key = cmd.argc() > 1 ? cmd.args[1].substr(0, 128) : "";
+        spdlog::warn(
+            "big value: {} {} carries {} bytes (guard.big_value_bytes {}), client {} ({} similar "
+            "suppressed)",
+            info->name, key, largest, big_value_bytes_, info_->addr, suppressed);
+      }
+    }
+  }
+  return true;
+}
+
 ClientSession::Dispatch ClientSession::dispatch(const resp::Command& cmd) {
   const resp::CommandInfo* info = resp::lookup_command(cmd.args[0]);
   const CommandId id = info ? info->id : CommandId::Other;
@@ -253,6 +292,8 @@ ClientSession::Dispatch ClientSession::dispatch(const resp::Command& cmd) {
     return Dispatch::Done;
   }
 
+  if ((guard_on_ || big_value_bytes_ != 0) && !admit_guard(cmd, info)) return Dispatch::Done;
+
   if (push_mode_) {
     // The dedicated connection speaks for the client now: (P|S)SUBSCRIBE replies, PING in
     // subscribed context, QUIT and RESET all come from Redis, in order with the messages.
@@ -268,9 +309,30 @@ ClientSession::Dispatch ClientSession::dispatch(const resp::Command& cmd) {
     // Redis queues everything between MULTI and EXEC; even PING must come back inside EXEC.
     switch (id) {
       case CommandId::Exec:
+        if (multi_refused_) {
+          // As Redis after a refused queued command: nothing of the transaction runs. The
+          // upstream gets DISCARD, whose +OK the client does not see; it sees EXECABORT.
+          const bool client_skips = skip_next_reply_;  // CLIENT REPLY SKIP before EXEC
+          rewrite_ = "*1\r\n$7\r\nDISCARD\r\n";
+          skip_next_reply_ = true;
+          if (forward(cmd, info, true, SlotKind::Normal) == Dispatch::Stall) {
+            rewrite_ = {};
+            skip_next_reply_ = client_skips;
+            return Dispatch::Stall;
+          }
+          skip_next_reply_ = client_skips;
+          in_multi_ = false;
+          watching_ = false;
+          multi_refused_ = false;
+          abandon_multi_hooks();
+          reply_error(errors::kExecAbort);
+          return Dispatch::Done;
+        }
+        [[fallthrough]];
       case CommandId::Discard:
         in_multi_ = false;
         watching_ = false;
+        multi_refused_ = false;
         if (id == CommandId::Exec) {
           next_hooks_.swap(multi_hooks_);  // the queued writes run with EXEC
           multi_hooks_.reset();

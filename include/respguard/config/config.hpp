@@ -130,6 +130,22 @@ struct CoherenceConfig {
   bool operator==(const CoherenceConfig&) const = default;
 };
 
+// Command guard (docs/security.md, "Command guard"): with nothing set, everything passes.
+struct GuardConfig {
+  std::string profile = "off";     // off | production (the production deny list)
+  std::vector<std::string> deny;   // more commands to deny: "keys", "config|set" (normalized)
+  std::vector<std::string> allow;  // taken off the profile's list
+  std::size_t max_arguments = 0;   // arguments after the command name; 0 = no limit
+  std::size_t max_request_bytes = 0;  // all arguments together; 0 = no limit
+  std::size_t max_value_bytes = 0;    // any value (non-key argument) of a write; 0 = no limit
+  std::size_t big_value_bytes = 0;    // report writes with a value over this; 0 = off
+  bool operator==(const GuardConfig&) const = default;
+};
+
+// "KEYS", "config set", "CONFIG|SET" -> "keys", "config|set": the form guard lists hold. Empty
+// when the text names no command of the command table.
+std::string normalize_command_name(std::string_view text);
+
 // Per-client rate limits ("Rate limits" in docs/configuration.md). A token bucket per client
 // identity, shared by all workers; rate 0 = unlimited.
 struct RateLimitRule {
@@ -215,6 +231,7 @@ struct Config {
   RateLimitConfig rate_limit;
   BreakerConfig breaker;
   HealthCheckConfig health_check;
+  GuardConfig guard;
 
   // Equal when every option in the schema, the rules and the rate limit overrides are equal
   // (resp::Limits has no operator==, and the schema is the list of what a Config holds anyway).

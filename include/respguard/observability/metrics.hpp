@@ -73,6 +73,8 @@ enum class Metric : std::uint16_t {
   CoherenceState,
   CoherenceLosses,
   CoherenceInvalidations,
+  GuardRefused,
+  GuardBigValues,
   AuthFailures,
   kCount,
 };
@@ -101,6 +103,7 @@ enum class BloomResult : std::uint8_t { Rejected, Passed, Untrusted };
 enum class BloomPass : std::uint8_t { Warmup, Rebuild, Resize, Aborted };
 enum class Invalidation : std::uint8_t { Key, Flush };
 enum class AuthFailure : std::uint8_t { WrongPassword, RateLimited };
+enum class GuardRefusal : std::uint8_t { Denied, TooManyArguments, RequestTooBig, ValueTooBig };
 
 struct LabelDef {
   std::string_view name;

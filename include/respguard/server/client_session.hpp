@@ -17,6 +17,7 @@
 #include "respguard/common/io_buffer.hpp"
 #include "respguard/observability/metrics.hpp"
 #include "respguard/policy/write_effects.hpp"
+#include "respguard/protection/acl.hpp"
 #include "respguard/protection/rate_limiter.hpp"
 #include "respguard/resp/command_table.hpp"
 #include "respguard/resp/parser.hpp"
@@ -172,6 +173,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   bool policy_read(const resp::Command& cmd, const resp::CommandInfo& info,
                    const policy::Rule& rule, Dispatch& out);
   void policy_write(const resp::Command& cmd, const resp::CommandInfo& info);
+  // The command guard: false when the command was refused (answered). Also reports big values.
+  bool admit_guard(const resp::Command& cmd, const resp::CommandInfo* info);
   void note_set_members(const resp::Command& cmd, SlotHooks& hooks);  // SADD to a set filter's SET
   bool bloom_mget(const resp::Command& cmd, Dispatch& out);  // every key ruled out: answered here
   // Runs a reply's hooks; false when the slot must keep waiting (a lease).
@@ -233,12 +236,15 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   observability::Shard& state_metrics_;  // connection events: always recorded
   std::size_t current_command_ = 0;      // label of the command being dispatched
   PolicyState& policies_;
+  const bool guard_on_;               // a deny list or size limit is configured
+  const std::size_t big_value_bytes_;  // guard.big_value_bytes: report bigger values
   const bool policies_on_;    // any rules configured: otherwise no policy code runs at all
   SlotHooks next_hooks_;      // hooks for the request forward() is about to send
   SlotHooks multi_hooks_;     // writes queued in MULTI: they run (and end) with EXEC
   std::string_view rewrite_;  // bytes forward() sends instead of the request (jitter)
   std::string rewrite_buf_;
   std::string error_reply_;
+  std::string guard_reply_;  // the command guard's refusal text (reused)
   std::string dk_buf_;
   std::vector<policy::WriteEffect> effects_;
   std::vector<SlotRef> wake_;
@@ -267,6 +273,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   bool reply_off_ = false;
   bool skip_next_reply_ = false;
   bool in_multi_ = false;
+  bool multi_refused_ = false;  // the guard refused a queued command: EXEC answers EXECABORT
   bool watching_ = false;
   int multi_select_db_ = -1;      // a SELECT queued inside MULTI takes effect at EXEC
   bool push_mode_ = false;        // SUBSCRIBE, MONITOR, CLIENT TRACKING: replies pass through

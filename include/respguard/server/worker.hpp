@@ -12,6 +12,7 @@
 #include "respguard/config/config.hpp"
 #include "respguard/observability/metrics.hpp"
 #include "respguard/policy/random.hpp"
+#include "respguard/protection/command_guard.hpp"
 #include "respguard/protection/acl.hpp"
 #include "respguard/protection/rate_limiter.hpp"
 #include "respguard/server/client_registry.hpp"
@@ -32,7 +33,8 @@ struct SharedState {
         policies(c),
         upstream_info(std::make_shared<upstream::UpstreamInfo>(c.upstream.databases)),
         guard(c, static_cast<unsigned>(workers), metrics),
-        rate_limiter(c.rate_limit) {}
+        rate_limiter(c.rate_limit),
+        command_guard(c.guard) {}
   const config::Config& config;
   // Shard i belongs to worker i; the last one to the main thread (listener).
   observability::Registry metrics;
@@ -40,6 +42,7 @@ struct SharedState {
   std::shared_ptr<upstream::UpstreamInfo> upstream_info;
   upstream::UpstreamGuard guard;         // circuit breaker and health verdict of the upstream
   protection::RateLimiter rate_limiter;  // per-client-identity token buckets
+  protection::CommandGuard command_guard;  // deny list and size limits
   ClientRegistry registry;
   protection::Acl acl{config.auth};  // auth.users: client users and their ACL rules
   std::atomic<std::size_t> clients{0};

@@ -194,6 +194,14 @@ breaker:
   min_requests: 50
   open_for: 2s
   probes: 1
+guard:
+  profile: production
+  deny: [HGETALL, "client list", "CONFIG|GET"]
+  allow: [flushdb]
+  max_arguments: 1000
+  max_request_bytes: 1mb
+  max_value_bytes: 512kb
+  big_value_bytes: 64kb
 health_check:
   enabled: false
   interval: 2s
@@ -339,6 +347,30 @@ TEST(ConfigLoad, EveryOptionIsRead) {
   EXPECT_EQ(c.health_check.timeout, Millis(250));
   EXPECT_EQ(c.health_check.rise, 1u);
   EXPECT_EQ(c.health_check.fall, 5u);
+  EXPECT_EQ(c.guard.profile, "production");
+  EXPECT_EQ(c.guard.deny, (std::vector<std::string>{"hgetall", "client|list", "config|get"}));
+  EXPECT_EQ(c.guard.allow, (std::vector<std::string>{"flushdb"}));
+  EXPECT_EQ(c.guard.max_arguments, 1000u);
+  EXPECT_EQ(c.guard.max_request_bytes, 1024u * 1024);
+  EXPECT_EQ(c.guard.max_value_bytes, 512u * 1024);
+  EXPECT_EQ(c.guard.big_value_bytes, 64u * 1024);
+}
+
+TEST(ConfigLoad, GuardListsNameRealCommands) {
+  EXPECT_EQ(load_error("guard:\n  deny: [KEYS, KEYZ]\n"),
+            "respguard.yaml:2: guard.deny[1]: not a Redis command: 'KEYZ'");
+  EXPECT_EQ(load_error("guard:\n  allow:\n    - config set maxmemory\n"),
+            "respguard.yaml:3: guard.allow[0]: not a Redis command: 'config set maxmemory'");
+  EXPECT_EQ(load_error("guard:\n  deny: KEYS\n"),
+            "respguard.yaml:2: guard.deny: expected a list of commands like [KEYS, CONFIG SET], "
+            "got 'KEYS'");
+  EXPECT_EQ(load_error("guard:\n  profile: strict\n").substr(0, 40),
+            "respguard.yaml:2: guard.profile: expecte");
+  Config c;
+  c.guard.deny = {"KEYS"};  // not normalized: built in code, validate() says so
+  EXPECT_THROW(validate(c), ConfigError);
+  c.guard.deny = {"keys"};
+  EXPECT_NO_THROW(validate(c));
 }
 
 // Adding an option to the schema fails here until kEveryOption (and the checks above) cover it.
