@@ -58,6 +58,24 @@ class CoherenceTest : public ::testing::Test {
   long long calls(const std::string& command) const {
     return commandstat_calls(redis_->port(), command);
   }
+  // The proxy connects as ACL user "proxy" (password "secret") with `rules`, which refuse it
+  // part of the channel: it must report tracking refused (state 2) and still become ready.
+  void start_as_user(const std::vector<std::string>& rules) {
+    redis_ = std::make_unique<RedisServer>();
+    {
+      Client admin(redis_->port());
+      std::vector<std::string> setuser = {"ACL", "SETUSER", "proxy", "on", ">secret"};
+      setuser.insert(setuser.end(), rules.begin(), rules.end());
+      ASSERT_EQ(admin.run(setuser), "+OK");
+    }
+    proxy_ = std::make_unique<ProxyServer>(
+        redis_->port(),
+        ProxyOptions{
+            std::string(kLocalState) + "upstream:\n  username: proxy\n  password: secret\n", {}});
+    ASSERT_TRUE(metric_is(*proxy_, kChannelState, 2)) << "the refusal was not reported";
+    EXPECT_TRUE(
+        wait_until([&] { return http_status(proxy_->admin_port(), "/readyz") == 200; }, 5000ms));
+  }
 
   std::unique_ptr<RedisServer> redis_;  // destroyed after the proxy
   std::unique_ptr<ProxyServer> proxy_;
@@ -258,23 +276,9 @@ TEST_F(CoherenceTest, LosingTheTrackingConnectionIsALossToo) {
 // says so loudly, stays ready, keeps the negative cache bounded by its ttl and never answers
 // from the Bloom filter.
 TEST_F(CoherenceTest, RefusedTrackingFallsBackToTtlBounds) {
-  redis_ = std::make_unique<RedisServer>();
-  {
-    Client admin(redis_->port());
-    ASSERT_EQ(admin.run({"ACL", "SETUSER", "proxy", "on", ">secret", "~*", "&*", "+@all",
-                         "-client|tracking"}),
-              "+OK");
-  }
-  proxy_ = std::make_unique<ProxyServer>(redis_->port(), ProxyOptions{std::string(kLocalState) + R"(
-upstream:
-  username: proxy
-  password: secret
-)",
-                                                                      {}});
-  ASSERT_TRUE(metric_is(*proxy_, kChannelState, 2)) << "tracking refusal not reported";
-  EXPECT_TRUE(
-      wait_until([&] { return http_status(proxy_->admin_port(), "/readyz") == 200; }, 5000ms));
-  EXPECT_NE(proxy_->log().find("Redis refused client tracking"), std::string::npos);
+  start_as_user({"~*", "&*", "+@all", "-client|tracking"});
+  EXPECT_NE(proxy_->log().find("Redis refused client tracking (CLIENT TRACKING"),
+            std::string::npos);
   Client c(proxy_->port());
   ASSERT_EQ(c.run({"AUTH", "proxy", "secret"}), "+OK");
   ASSERT_EQ(c.run({"GET", "ttl:absent"}), "(nil)");
@@ -290,22 +294,7 @@ upstream:
 // A user without the invalidation channel (Redis 7's default for new users: no channels) is
 // refused SUBSCRIBE: the same fallback, said just as loudly.
 TEST_F(CoherenceTest, ARefusedSubscriptionFallsBackToTtlBounds) {
-  redis_ = std::make_unique<RedisServer>();
-  {
-    Client admin(redis_->port());
-    ASSERT_EQ(
-        admin.run({"ACL", "SETUSER", "proxy", "on", ">secret", "~*", "resetchannels", "+@all"}),
-        "+OK");
-  }
-  proxy_ = std::make_unique<ProxyServer>(redis_->port(), ProxyOptions{std::string(kLocalState) + R"(
-upstream:
-  username: proxy
-  password: secret
-)",
-                                                                      {}});
-  ASSERT_TRUE(metric_is(*proxy_, kChannelState, 2)) << "subscription refusal not reported";
-  EXPECT_TRUE(
-      wait_until([&] { return http_status(proxy_->admin_port(), "/readyz") == 200; }, 5000ms));
+  start_as_user({"~*", "resetchannels", "+@all"});
   EXPECT_NE(proxy_->log().find("Redis refused client tracking (SUBSCRIBE"), std::string::npos);
 }
 
