@@ -613,7 +613,8 @@ void ClientSession::cmd_select(const resp::Command& cmd) {
 bool ClientSession::credentials_ok(std::string_view user, std::string_view password) const {
   const auto& up = config_.upstream;
   if (up.password.empty()) return user == "default";  // Redis's nopass default user
-  std::string_view expected_user = up.username.empty() ? "default" : up.username;
+  std::string_view expected_user =
+      up.username.empty() ? std::string_view("default") : std::string_view(up.username);
   return user == expected_user && password == up.password;
 }
 
