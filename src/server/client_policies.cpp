@@ -60,24 +60,20 @@ bool ClientSession::apply_policies(const resp::Command& cmd, const resp::Command
 }
 
 bool ClientSession::bloom_mget(const resp::Command& cmd, Dispatch& out) {
-  // Answered here only when every key is ruled out; otherwise Redis answers the whole MGET.
+  // Answered here only when every key is ruled out; otherwise Redis answers the whole MGET. The
+  // reply is written as the keys are checked and dropped at the first key that may exist.
   const std::uint64_t epoch = policies_.channel_epoch();
   if (epoch == 0) return false;
-  auto absent_reply = [&](std::string_view key) -> const std::optional<std::string>* {
-    const policy::Rule* rule = policies_.rules.match(db_, key);
-    if (rule == nullptr || !rule->config.bloom) return nullptr;
-    const policy::BloomPrecheck& bloom = *policies_.bloom[rule->index];
-    if (bloom.check(key, epoch) != policy::BloomPrecheck::Verdict::Absent) return nullptr;
-    return &rule->config.bloom->absent_reply;
-  };
-  for (std::size_t i = 1; i < cmd.argc(); ++i) {
-    if (absent_reply(cmd.args[i]) == nullptr) return false;
-  }
   scratch_.clear();
   resp::write_array_header(scratch_, cmd.argc() - 1);
   for (std::size_t i = 1; i < cmd.argc(); ++i) {
-    const std::optional<std::string>& sentinel = *absent_reply(cmd.args[i]);
-    if (sentinel) {
+    const std::string_view key = cmd.args[i];
+    const policy::Rule* rule = policies_.rules.match(db_, key);
+    if (rule == nullptr || !rule->config.bloom ||
+        policies_.bloom[rule->index]->check(key, epoch) != policy::BloomPrecheck::Verdict::Absent) {
+      return false;
+    }
+    if (const std::optional<std::string>& sentinel = rule->config.bloom->absent_reply) {
       resp::write_bulk(scratch_, *sentinel);
     } else {
       resp::write_null(scratch_, proto_);

@@ -284,15 +284,20 @@ void Coherence::close_channel() {
   track_.reset();
 }
 
+void Coherence::stand_down(bool ttl_bounded, const std::string& why) {
+  // Local state stops being believed before anything else happens.
+  policies_.channel_down(ttl_bounded);
+  close_channel();
+  abort_pass(why, false);
+  jobs_.clear();
+  std::fill(queued_.begin(), queued_.end(), false);
+}
+
 void Coherence::lost(const std::string& why) {
   if (stopped_) return;
   const State was = state_;
   state_ = State::Down;
-  policies_.channel_down(false);
-  close_channel();
-  abort_pass("the coherence channel is down", false);
-  jobs_.clear();
-  std::fill(queued_.begin(), queued_.end(), false);
+  stand_down(false, "the coherence channel is down");
   if (was == State::Up) {
     metrics_.inc(Metric::CoherenceLosses);
     down_since_ = SteadyClock::now();
@@ -324,11 +329,7 @@ void Coherence::refused(const std::string& why) {
   }
   state_ = State::Refused;
   settled_ = true;
-  policies_.channel_down(true);
-  close_channel();
-  abort_pass("client tracking refused", false);
-  jobs_.clear();
-  std::fill(queued_.begin(), queued_.end(), false);
+  stand_down(true, "client tracking refused");
   schedule_reconnect(config_.upstream.reconnect_backoff_max);
 }
 

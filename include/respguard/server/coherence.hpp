@@ -73,6 +73,8 @@ class Coherence : private upstream::ReplySink {
   void lost(const std::string& why);
   void refused(const std::string& why);
   void close_channel();
+  // The channel's session ended (lost or refused): distrust, close, drop queued scans.
+  void stand_down(bool ttl_bounded, const std::string& why);
   void schedule_reconnect(std::chrono::milliseconds wait);
   void keepalive();
   void barrier(std::function<void()> then);
