@@ -91,7 +91,8 @@ TEST_F(CoherenceTest, KeysWrittenDirectlyAreNeverAnsweredAbsentOnceTheInvalidati
   constexpr int kThreads = 4;
   constexpr int kKeysPerThread = 2500;  // 10,000 keys
   std::vector<std::vector<long long>> delays_us(kThreads);
-  std::atomic<int> learned_absent{0};
+  std::atomic<long long> polls{0};  // GETs after the write, until the value showed
+  const long long gets_before = calls("get");
   std::atomic<int> failures{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
@@ -105,8 +106,8 @@ TEST_F(CoherenceTest, KeysWrittenDirectlyAreNeverAnsweredAbsentOnceTheInvalidati
           ++failures;
           continue;
         }
-        // Twice: the second is answered from local state when anything was learned.
-        if (proxy.run({"GET", key}) == "(nil)") ++learned_absent;
+        // Twice: local state (Bloom, negative cache) answers both.
+        if (proxy.run({"GET", key}) != "(nil)") ++failures;
         if (direct.run({"SET", key, "v"}) != "+OK") {
           ++failures;
           continue;
@@ -114,6 +115,7 @@ TEST_F(CoherenceTest, KeysWrittenDirectlyAreNeverAnsweredAbsentOnceTheInvalidati
         const auto written = SteadyClock::now();
         long long waited = -1;
         while (SteadyClock::now() - written < 2s) {
+          ++polls;
           if (proxy.run({"GET", key}) == "$v") {
             waited =
                 std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - written)
@@ -131,7 +133,11 @@ TEST_F(CoherenceTest, KeysWrittenDirectlyAreNeverAnsweredAbsentOnceTheInvalidati
   }
   for (auto& th : threads) th.join();
   EXPECT_EQ(failures.load(), 0);
-  EXPECT_EQ(learned_absent.load(), kThreads * kKeysPerThread);
+  // The pre-write GETs were answered locally: Redis saw the polls after each write, plus the
+  // filter's false positives (1 % configured; 2 % allowed) among the 20,000 pre-write GETs.
+  const long long upstream = calls("get") - gets_before;
+  EXPECT_LE(upstream, polls.load() + 2 * kThreads * kKeysPerThread / 50)
+      << "absent keys were not answered from local state";
 
   std::vector<long long> all;
   for (const auto& d : delays_us) all.insert(all.end(), d.begin(), d.end());
