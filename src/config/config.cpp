@@ -279,6 +279,59 @@ constexpr Option kOptions[] = {
      .help = "Writes carrying a value over this size are let through but counted "
              "(respguard_guard_big_values_total) and logged with their key (at most one line a "
              "second): big keys made visible before they hurt; 0 = off."},
+    {.key = "guard.big_collection_elements",
+     .type = Type::Uint,
+     .field = [](Config& c) -> Ref { return &c.guard.big_collection_elements; },
+     .help = "Writes after which a list, set, sorted set, hash or stream holds more elements than "
+             "this are counted (respguard_guard_big_collections_total) and logged with the key "
+             "and size (at most one line a second); 0 = off. Lists: the length in the reply of "
+             "LPUSH/RPUSH/LINSERT; others: a size probe after SADD/ZADD/HSET/XADD (see "
+             "guard.collection_probe_every)."},
+    {.key = "guard.collection_probe_every",
+     .type = Type::Uint,
+     .field = [](Config& c) -> Ref { return &c.guard.collection_probe_every; },
+     .help = "With guard.big_collection_elements, one SADD/ZADD/HSET/XADD (and their variants) in "
+             "this many, at random, is followed by SCARD/ZCARD/HLEN/XLEN of its key on the same "
+             "upstream connection, its reply read by the proxy alone; 1 = after every one.",
+     .min = 1},
+
+    // Hot keys: a bounded top-k of key frequency (docs/security.md).
+    {.key = "hot_keys.enabled",
+     .type = Type::Bool,
+     .field = [](Config& c) -> Ref { return &c.hot_keys.enabled; },
+     .help = "Track the keys requested most (the first key of each sampled command) and export "
+             "the top as respguard_hot_key_requests_per_second{rank,key}."},
+    {.key = "hot_keys.top_n",
+     .type = Type::Uint,
+     .field = [](Config& c) -> Ref { return &c.hot_keys.top_n; },
+     .help = "Hot keys exported and logged.",
+     .min = 1,
+     .max = 100},
+    {.key = "hot_keys.capacity",
+     .type = Type::Uint,
+     .field = [](Config& c) -> Ref { return &c.hot_keys.capacity; },
+     .help = "Counters per worker (Space-Saving): every key requested more often than 1 in this "
+             "many sampled commands of an interval is found; memory is this many keys.",
+     .min = 1,
+     .max = 1000000},
+    {.key = "hot_keys.sample_every",
+     .type = Type::Uint,
+     .field = [](Config& c) -> Ref { return &c.hot_keys.sample_every; },
+     .help = "Count one command in this many, at random (1 = every one); the rates are scaled "
+             "back up.",
+     .min = 1,
+     .max = 1000000},
+    {.key = "hot_keys.report_interval",
+     .type = Type::Duration,
+     .field = [](Config& c) -> Ref { return &c.hot_keys.report_interval; },
+     .help = "The window of the counts: the workers' tables are merged, exported and emptied this "
+             "often.",
+     .min = 100},
+    {.key = "hot_keys.log_threshold_per_second",
+     .type = Type::Uint,
+     .field = [](Config& c) -> Ref { return &c.hot_keys.log_threshold_per_second; },
+     .help = "Log the top keys and their rates (one info line per interval) when the hottest is "
+             "requested more often than this; 0 = never."},
 
     // Protection. rate_limit.overrides is a list, read by its own loader like `rules`.
     {.key = "rate_limit.identity",

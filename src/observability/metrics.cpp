@@ -94,6 +94,23 @@ std::span<const std::string_view> auth_failure_values() {
   static constexpr Values<2> v{"wrong_password", "rate_limited"};
   return v;
 }
+std::span<const std::string_view> collection_values() {
+  static constexpr Values<5> v{"list", "set", "zset", "hash", "stream"};
+  return v;
+}
+std::span<const std::string_view> rank_values() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> n;
+    for (int i = 1; i <= 100; ++i) n.push_back(std::to_string(i));  // hot_keys.top_n <= 100
+    return n;
+  }();
+  static const std::vector<std::string_view> v(names.begin(), names.end());
+  return v;
+}
+std::span<const std::string_view> hot_key_values() {
+  static constexpr Values<1> v{"<key>"};
+  return v;
+}
 std::span<const std::string_view> version_values() {
   static constexpr Values<1> v{RESPGUARD_VERSION};
   return v;
@@ -288,6 +305,29 @@ std::vector<MetricDef> make_defs() {
        "Failed client AUTH (and HELLO ... AUTH) attempts against auth.users: a wrong user or "
        "password, or refused unchecked over auth.max_failures_per_second.",
        {{"reason", auth_failure_values}}},
+      // Command guard: collections and hot keys made visible (docs/security.md).
+      {M::GuardBigCollections,
+       "respguard_guard_big_collections_total",
+       T::Counter,
+       "Writes after which a collection held more than guard.big_collection_elements elements "
+       "(the list length in an LPUSH/RPUSH/LINSERT reply, or a sampled SCARD/ZCARD/HLEN/XLEN "
+       "after SADD/ZADD/HSET/XADD), by type.",
+       {{"type", collection_values}}},
+      {M::GuardSizeProbes, "respguard_guard_size_probes_total", T::Counter,
+       "SCARD/ZCARD/HLEN/XLEN the proxy sent itself after a sampled SADD/ZADD/HSET/XADD to read "
+       "the collection's size (guard.big_collection_elements, 1 write in "
+       "guard.collection_probe_every)."},
+      {M::HotKeyRequests,
+       "respguard_hot_key_requests_per_second",
+       T::Gauge,
+       "The hot keys: estimated requests per second of the hottest keys over the last "
+       "hot_keys.report_interval (sampled, summed over workers), by rank. At most hot_keys.top_n "
+       "series; a key leaving the top goes with it.",
+       {{"rank", rank_values, "1 to hot_keys.top_n"},
+        {"key", hot_key_values, "the key, its first 128 bytes"}},
+       {},
+       /*sparse=*/true,
+       /*dynamic=*/true},
   };
   for (std::size_t i = 0; i < defs.size(); ++i) {
     if (static_cast<std::size_t>(defs[i].id) != i) std::abort();  // table out of enum order
@@ -297,6 +337,7 @@ std::vector<MetricDef> make_defs() {
 }
 
 std::size_t series_count(const MetricDef& def) {
+  if (def.dynamic) return 0;  // no cells: the series sampler produces them
   std::size_t n = 1;
   for (const LabelDef& l : def.labels) n *= l.values().size();
   return n;
@@ -334,7 +375,9 @@ std::string metrics_markdown() {
       if (!labels.empty()) labels += ", ";
       labels += "`" + std::string(l.name) + "`";
       auto values = l.values();
-      if (l.name == "command") {
+      if (!l.about.empty()) {
+        labels += " (" + std::string(l.about) + ")";
+      } else if (l.name == "command") {
         labels += " (Redis command name or `other`)";
       } else if (l.name != "version" && l.name != "git_sha") {
         labels += " (";
@@ -381,13 +424,19 @@ void Shard::observe(Metric m, std::chrono::nanoseconds d, std::size_t series) {
   add(base + b.size() + 1, static_cast<std::uint64_t>(ns));
 }
 
-Registry::Registry(std::size_t shards) : samplers_(static_cast<std::size_t>(Metric::kCount)) {
+Registry::Registry(std::size_t shards)
+    : samplers_(static_cast<std::size_t>(Metric::kCount)),
+      series_samplers_(static_cast<std::size_t>(Metric::kCount)) {
   for (std::size_t i = 0; i < shards; ++i) shards_.push_back(std::make_unique<Shard>());
   shards_[0]->gauge_add(Metric::BuildInfo, 1);
 }
 
 void Registry::set_sampler(Metric m, std::function<double()> fn) {
   samplers_[static_cast<std::size_t>(m)] = std::move(fn);
+}
+
+void Registry::set_series_sampler(Metric m, std::function<std::vector<DynamicSample>()> fn) {
+  series_samplers_[static_cast<std::size_t>(m)] = std::move(fn);
 }
 
 namespace {
@@ -425,6 +474,18 @@ std::string Registry::render() const {
     family.type = def.type == MetricType::Counter ? prometheus::MetricType::Counter
                   : def.type == MetricType::Gauge ? prometheus::MetricType::Gauge
                                                   : prometheus::MetricType::Histogram;
+    if (const auto& sampler = series_samplers_[static_cast<std::size_t>(def.id)];
+        def.dynamic && sampler) {
+      for (DynamicSample& sample : sampler()) {
+        prometheus::ClientMetric metric;
+        for (std::size_t l = 0; l < def.labels.size() && l < sample.labels.size(); ++l) {
+          metric.label.push_back({std::string(def.labels[l].name), std::move(sample.labels[l])});
+        }
+        (def.type == MetricType::Counter ? metric.counter.value : metric.gauge.value) =
+            sample.value;
+        family.metric.push_back(std::move(metric));
+      }
+    }
     const std::size_t series = series_count(def);
     const std::size_t per = cells_per_series(def);
     for (std::size_t s = 0; s < series; ++s) {

@@ -2,9 +2,11 @@
 // file sends, waits and wakes. Nothing here runs unless rules are configured.
 #include <spdlog/spdlog.h>
 
+#include <charconv>
 #include <cstdlib>
 #include <span>
 
+#include "respguard/common/log_limiter.hpp"
 #include "respguard/common/loop_clock.hpp"
 #include "respguard/policy/jitter.hpp"
 #include "respguard/resp/writer.hpp"
@@ -38,6 +40,42 @@ bool ttl_command(std::string_view name) {
 }
 
 constexpr std::size_t kMaxHeldLeases = 64;  // per client; older ones simply lapse
+
+// guard.big_collection_elements: what a collection write's reply says. Lists answer with their
+// length; SADD/ZADD/HSET/XADD with the number added, so their size takes a probe.
+enum class Growth : std::uint8_t { None, LengthInReply, Probe };
+struct CollectionWrite {
+  Growth growth = Growth::None;
+  std::string_view probe;  // the size command for Growth::Probe
+};
+CollectionWrite collection_write(std::string_view n) {
+  if (n == "lpush" || n == "rpush" || n == "lpushx" || n == "rpushx" || n == "linsert") {
+    return {Growth::LengthInReply, {}};
+  }
+  if (n == "sadd") return {Growth::Probe, "SCARD"};
+  if (n == "zadd" || n == "zincrby") return {Growth::Probe, "ZCARD"};
+  if (n == "hset" || n == "hsetnx" || n == "hmset" || n == "hincrby" || n == "hincrbyfloat") {
+    return {Growth::Probe, "HLEN"};
+  }
+  if (n == "xadd") return {Growth::Probe, "XLEN"};
+  return {};
+}
+
+observability::CollectionType collection_type(std::string_view command) {
+  using observability::CollectionType;
+  switch (command.empty() ? 'l' : command[0]) {
+    case 's':
+      return CollectionType::Set;
+    case 'z':
+      return CollectionType::Zset;
+    case 'h':
+      return CollectionType::Hash;
+    case 'x':
+      return CollectionType::Stream;
+    default:
+      return CollectionType::List;
+  }
+}
 
 }  // namespace
 
@@ -414,6 +452,7 @@ bool ClientSession::run_hooks(Slot& slot, std::uint64_t cookie, std::string_view
   if ((flags & SlotHooks::kBloomPassed) && fresh && metrics_) {
     metrics_->inc(Metric::BloomFalsePositives);
   }
+  if (flags & SlotHooks::kCollectionSize) report_collection_size(h, reply, info);
   return done;
 }
 
@@ -518,6 +557,73 @@ void ClientSession::abandon_multi_hooks() {
     policies_.writes.tick_all();
   }
   multi_hooks_.reset();
+}
+
+// ---------------------------------------------------------------------------- big collections
+
+std::string_view ClientSession::note_collection_write(const resp::Command& cmd,
+                                                      const resp::CommandInfo& info) {
+  if (cmd.argc() < 3) return {};
+  const CollectionWrite w = collection_write(info.name);
+  if (w.growth == Growth::LengthInReply) {
+    next_hooks_.flags |= SlotHooks::kCollectionSize;
+    next_hooks_.collection_key.assign(cmd.args[1]);
+    next_hooks_.collection_cmd = &info;
+    return {};
+  }
+  // The probe rides on the shared connection only: a dedicated one holds WATCH state or a
+  // transaction, where an extra command is the client's business.
+  if (w.growth != Growth::Probe || dedicated_ != nullptr) return {};
+  const unsigned every = worker_.config().guard.collection_probe_every;
+  if (every > 1 && worker_.random().uniform() * every >= 1.0) return {};
+  return w.probe;
+}
+
+void ClientSession::send_size_probe(std::string_view probe, std::string_view key,
+                                    const resp::CommandInfo& write) {
+  upstream::UpstreamConnection* target = last_target_;  // where the write just went
+  if (target == nullptr || dedicated_ != nullptr) return;
+  // Its own slot right behind the write's: in order with the client's replies, discarded when
+  // it reaches the head, so the client sees exactly one reply per request. It takes nothing of
+  // the client's CLIENT REPLY state (SKIP applied to the write).
+  const bool skip = skip_next_reply_;
+  const std::uint64_t seq = push_slot(SlotKind::Normal);
+  skip_next_reply_ = skip;
+  Slot& slot = slots_[seq % slots_.size()];
+  slot.discard = true;
+  slot.hooks.reset();
+  slot.hooks.flags = SlotHooks::kCollectionSize | SlotHooks::kSizeProbe;
+  slot.hooks.collection_key.assign(key);
+  slot.hooks.collection_cmd = &write;
+  resp::write_command(target->write_buffer(), {probe, key});
+  target->commit_request(this, seq, now_ + config_.upstream.request_timeout);
+  if (inflight_++ == 0) keepalive_ = shared_from_this();
+  if (metrics_) metrics_->inc(Metric::GuardSizeProbes);
+}
+
+void ClientSession::report_collection_size(const SlotHooks& h, std::string_view reply,
+                                           const resp::ReplyInfo& info) {
+  // ":<n>\r\n"; an error (WRONGTYPE, a lost connection) or LINSERT's -1 says nothing.
+  if (info.type != ':' || h.collection_cmd == nullptr || reply.size() < 4) return;
+  const std::size_t limit = worker_.config().guard.big_collection_elements;
+  long long size = 0;
+  const char* end = reply.data() + reply.size() - 2;
+  if (std::from_chars(reply.data() + 1, end, size).ec != std::errc() || size <= 0 ||
+      limit == 0 || static_cast<unsigned long long>(size) <= limit) {
+    return;
+  }
+  const observability::CollectionType type = collection_type(h.collection_cmd->name);
+  if (metrics_) metrics_->inc(Metric::GuardBigCollections, static_cast<std::size_t>(type));
+  static LogLimiter limiter(std::chrono::seconds(1));
+  std::uint64_t suppressed = 0;
+  if (limiter.allow(suppressed)) {
+    static constexpr std::string_view kTypes[] = {"list", "set", "sorted set", "hash", "stream"};
+    spdlog::warn(
+        "big collection: {} {} holds {} elements after {} (guard.big_collection_elements {}), "
+        "client {} ({} similar suppressed)",
+        kTypes[static_cast<std::size_t>(type)], std::string_view(h.collection_key).substr(0, 128),
+        size, h.collection_cmd->name, limit, info_->addr, suppressed);
+  }
 }
 
 }  // namespace respguard::server

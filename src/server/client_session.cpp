@@ -294,6 +294,13 @@ ClientSession::Dispatch ClientSession::dispatch(const resp::Command& cmd) {
 
   if ((guard_on_ || big_value_bytes_ != 0) && !admit_guard(cmd, info)) return Dispatch::Done;
 
+  // Hot keys: all but one command in hot_keys.sample_every pay only tick()'s decrement.
+  if (protection::HotKeys* hot = worker_.hot_keys();
+      hot != nullptr && hot->tick() && info != nullptr && info->first_key > 0 &&
+      static_cast<std::size_t>(info->first_key) < cmd.argc()) {
+    hot->add(cmd.args[static_cast<std::size_t>(info->first_key)]);
+  }
+
   if (push_mode_) {
     // The dedicated connection speaks for the client now: (P|S)SUBSCRIBE replies, PING in
     // subscribed context, QUIT and RESET all come from Redis, in order with the messages.
@@ -365,12 +372,25 @@ ClientSession::Dispatch ClientSession::dispatch(const resp::Command& cmd) {
   }
 
   switch (id) {
-    case CommandId::Other:
+    case CommandId::Other: {
       if (policies_on_ && info != nullptr) {
         Dispatch d;
         if (apply_policies(cmd, *info, d)) return d;
       }
-      return forward(cmd, info, false);
+      if (info == nullptr || !(info->flags & resp::kWrite) ||
+          worker_.config().guard.big_collection_elements == 0) {
+        return forward(cmd, info, false);
+      }
+      // A collection write: its reply's hooks read a list's length, or a size probe follows it
+      // on the same connection (only once it was sent: not after a stall or a local error).
+      const std::string_view probe = note_collection_write(cmd, *info);
+      const std::size_t inflight = inflight_;
+      const Dispatch d = forward(cmd, info, false);
+      if (!probe.empty() && d == Dispatch::Done && inflight_ > inflight) {
+        send_size_probe(probe, cmd.args[1], *info);
+      }
+      return d;
+    }
     case CommandId::Ping:
       if (cmd.argc() > 2) {
         reply_wrong_args("ping");
@@ -948,8 +968,9 @@ void ClientSession::on_reply(std::uint64_t cookie, std::string_view reply,
     if (info.type == '*' && !info.is_null) db_ = multi_select_db_;
     multi_select_db_ = -1;
   }
+  const bool probe = slot.hooks.flags & SlotHooks::kSizeProbe;  // not a client's command
   if (slot.hooks.flags != 0 && !run_hooks(slot, cookie, reply, info)) return;
-  record_command(slot.command, info.is_error(), LoopClock::now() - slot.start);
+  if (!probe) record_command(slot.command, info.is_error(), LoopClock::now() - slot.start);
   complete_slot(cookie, reply, nullptr);  // may drop the last reference to this session
 }
 

@@ -47,6 +47,10 @@ Server::Server(const config::Config& config)
   std::vector<asio::any_io_executor> executors;
   for (auto& w : workers_) executors.push_back(w->io().get_executor());
   coherence_ = std::make_unique<Coherence>(io_, shared_, main_metrics(), std::move(executors));
+  std::vector<Worker*> workers;
+  for (auto& w : workers_) workers.push_back(w.get());
+  hot_keys_ =
+      std::make_unique<HotKeysReporter>(io_, config.hot_keys, shared_.metrics, std::move(workers));
 }
 
 std::string Server::not_ready_reason() {

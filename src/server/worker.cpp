@@ -19,7 +19,12 @@ Worker::Worker(unsigned index, SharedState& shared)
       pool_(io_, shared.config, index, shared.upstream_info, shared.dedicated_connections,
             shared.metrics.shard(index), &shared.guard, [this] { flush_dirty(); }),
       sweep_timer_(io_),
-      random_(std::random_device{}() ^ (static_cast<std::uint64_t>(index) << 32)) {}
+      random_(std::random_device{}() ^ (static_cast<std::uint64_t>(index) << 32)) {
+  if (const config::HotKeysConfig& hk = shared.config.hot_keys; hk.enabled) {
+    hot_keys_ = std::make_unique<protection::HotKeys>(
+        hk.capacity, hk.sample_every, std::random_device{}() ^ (std::uint64_t{index} << 40));
+  }
+}
 
 Worker::~Worker() {
   join();

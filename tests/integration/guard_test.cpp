@@ -2,6 +2,7 @@
 // commands never reach Redis (INFO commandstats), each refusal says why, a refusal inside
 // MULTI aborts the transaction as Redis itself would, size limits keep big values out, and
 // with no guard configured nothing changes.
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -155,6 +156,155 @@ guard:
   std::vector<std::string> replies;
   for (int i = 0; i < 5; ++i) replies.push_back(text(c.get_reply()).substr(0, 9));
   EXPECT_EQ(replies, (std::vector<std::string>{"+OK", "-ERR KEYS", ":2", "-ERR FLUS", "$2"}));
+}
+
+// ------------------------------------------------------------------------ big collections
+
+// The replies of `commands` sent as one pipeline, then a PING: a stray reply (a size probe's)
+// would show as an extra element before the PONG.
+std::vector<std::string> pipeline(Client& c,
+                                  const std::vector<std::vector<std::string>>& commands) {
+  for (const auto& cmd : commands) c.append(cmd);
+  c.append({"PING"});
+  EXPECT_TRUE(c.flush());
+  std::vector<std::string> replies;
+  for (std::size_t i = 0; i <= commands.size(); ++i) replies.push_back(text(c.get_reply()));
+  EXPECT_EQ(replies.back(), "+PONG");
+  replies.pop_back();
+  return replies;
+}
+
+std::vector<std::string> members(const std::string& prefix, int from, int to) {
+  std::vector<std::string> out;
+  for (int i = from; i < to; ++i) out.push_back(prefix + std::to_string(i));
+  return out;
+}
+
+std::vector<std::string> cat(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+// A list's length is in the reply of every push: a push past the limit is counted at once,
+// and the client gets Redis's reply unchanged.
+TEST_F(GuardTest, ListGrownPastTheLimitIsCountedFromThePushReply) {
+  start(R"(
+guard:
+  big_collection_elements: 10
+)");
+  Client c(proxy_->port());
+  Client direct(redis_->port());
+  const std::vector<std::vector<std::string>> commands = {
+      cat({"RPUSH", "KEY"}, members("a", 0, 6)),  // 6
+      cat({"LPUSH", "KEY"}, members("b", 0, 4)),  // 10: at the limit, not over it
+      {"RPUSHX", "KEY", "c"},                     // 11
+      {"LINSERT", "KEY", "BEFORE", "c", "d"},     // 12
+      {"LINSERT", "KEY", "BEFORE", "nope", "e"},  // -1: no pivot
+      {"LPUSHX", "absent", "x"},                  // 0
+      {"SET", "str", "v"},
+      {"RPUSH", "str", "x"},  // WRONGTYPE
+  };
+  auto with_key = [&](const std::string& key) {
+    auto out = commands;
+    for (auto& cmd : out) {
+      for (auto& arg : cmd) {
+        if (arg == "KEY") arg = key;
+      }
+    }
+    return out;
+  };
+  const auto through_proxy = pipeline(c, with_key("list:proxy"));
+  const auto from_redis = pipeline(direct, with_key("list:direct"));
+  EXPECT_EQ(through_proxy, from_redis);
+  EXPECT_EQ(through_proxy[3], ":12");
+  EXPECT_EQ(metric_becomes(*proxy_, "respguard_guard_big_collections_total{type=\"list\"}", 2), 2);
+  EXPECT_EQ(metric(*proxy_, "respguard_guard_size_probes_total"), 0) << "lists need no probe";
+  EXPECT_EQ(commandstat_calls(redis_->port(), "llen"), 0);
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return proxy_->log().find(
+                   "big collection: list list:proxy holds 11 elements after "
+                   "rpushx (guard.big_collection_elements 10)") != std::string::npos;
+      },
+      2000ms))
+      << proxy_->log();
+}
+
+// SADD/ZADD/HSET/XADD answer with what they added, not the size: the proxy asks SCARD/ZCARD/
+// HLEN/XLEN itself on the same connection, and the client still sees only Redis's replies.
+TEST_F(GuardTest, SetsHashesSortedSetsAndStreamsAreSizedByAProbeTheClientNeverSees) {
+  start(R"(
+guard:
+  big_collection_elements: 10
+  collection_probe_every: 1
+)");
+  Client c(proxy_->port());
+  Client direct(redis_->port());
+  auto workload = [](const std::string& p) {
+    std::vector<std::vector<std::string>> out = {
+        cat({"SADD", p + "set"}, members("m", 0, 8)),  // 8
+        {"GET", p + "nothing"},
+        cat({"SADD", p + "set"}, members("m", 6, 12)),  // +4 -> 12
+        {"ZADD", p + "zset", "1", "a", "2", "b"},
+        {"HSET", p + "hash", "f", "v"},
+        {"XADD", p + "stream", "1-1", "f", "v"},
+        {"SADD", p + "set", "m0"},  // +0, still 12: counted again
+    };
+    std::vector<std::string> zadd = {"ZADD", p + "zset"};
+    for (int i = 0; i < 11; ++i) {
+      zadd.push_back(std::to_string(i));
+      zadd.push_back("z" + std::to_string(i));
+    }
+    out.push_back(zadd);  // 11 (a, b, z0..z10 = 13)
+    return out;
+  };
+  const auto through_proxy = pipeline(c, workload("p:"));
+  const auto from_redis = pipeline(direct, workload("d:"));
+  EXPECT_EQ(through_proxy, from_redis);
+  EXPECT_EQ(through_proxy[2], ":4");
+  // Upstream evidence: one probe per probed write, each answered to the proxy alone.
+  EXPECT_EQ(commandstat_calls(redis_->port(), "scard"), 3);
+  EXPECT_EQ(commandstat_calls(redis_->port(), "zcard"), 2);
+  EXPECT_EQ(commandstat_calls(redis_->port(), "hlen"), 1);
+  EXPECT_EQ(commandstat_calls(redis_->port(), "xlen"), 1);
+  EXPECT_EQ(metric_becomes(*proxy_, "respguard_guard_size_probes_total", 7), 7);
+  EXPECT_EQ(metric_becomes(*proxy_, "respguard_guard_big_collections_total{type=\"set\"}", 2), 2);
+  EXPECT_EQ(metric(*proxy_, "respguard_guard_big_collections_total{type=\"zset\"}"), 1);
+  EXPECT_EQ(metric(*proxy_, "respguard_guard_big_collections_total{type=\"hash\"}"), 0);
+  // The probes are not the client's commands.
+  EXPECT_TRUE(
+      std::isnan(metric(*proxy_, "respguard_commands_total{command=\"scard\",result=\"ok\"}")));
+
+  // CLIENT REPLY SKIP skips the write's reply; the probe's is never the client's either.
+  c.append({"CLIENT", "REPLY", "SKIP"});
+  c.append({"SADD", "p:set", "new"});
+  c.append({"PING"});
+  ASSERT_TRUE(c.flush());
+  EXPECT_EQ(text(c.get_reply()), "+PONG");
+  EXPECT_EQ(c.run({"SCARD", "p:set"}), ":13");
+  EXPECT_EQ(commandstat_calls(redis_->port(), "scard"), 5);  // 4 probes and the client's
+}
+
+// No probe where an extra command would change what the client sees: inside MULTI (it would
+// be queued into the transaction) or on a connection pinned by WATCH.
+TEST_F(GuardTest, NoSizeProbeInsideTransactionsOrOnPinnedConnections) {
+  start(R"(
+guard:
+  big_collection_elements: 1
+  collection_probe_every: 1
+)");
+  Client c(proxy_->port());
+  EXPECT_EQ(c.run({"MULTI"}), "+OK");
+  EXPECT_EQ(c.run({"SADD", "tx", "a", "b", "c"}), "+QUEUED");
+  EXPECT_EQ(c.run({"EXEC"}), "[:3]");
+  EXPECT_EQ(c.run({"WATCH", "w"}), "+OK");
+  EXPECT_EQ(c.run({"SADD", "w", "a", "b"}), ":2");
+  EXPECT_EQ(c.run({"UNWATCH"}), "+OK");
+  EXPECT_EQ(commandstat_calls(redis_->port(), "scard"), 0);
+  // Outside them, the same write is probed.
+  EXPECT_EQ(c.run({"SADD", "tx", "d"}), ":1");
+  EXPECT_EQ(metric_becomes(*proxy_, "respguard_guard_big_collections_total{type=\"set\"}", 1), 1);
+  EXPECT_EQ(commandstat_calls(redis_->port(), "scard"), 1);
 }
 
 }  // namespace

@@ -139,6 +139,8 @@ struct GuardConfig {
   std::size_t max_request_bytes = 0;  // all arguments together; 0 = no limit
   std::size_t max_value_bytes = 0;    // any value (non-key argument) of a write; 0 = no limit
   std::size_t big_value_bytes = 0;    // report writes with a value over this; 0 = off
+  std::size_t big_collection_elements = 0;  // report collections grown past this; 0 = off
+  unsigned collection_probe_every = 16;     // SADD/ZADD/HSET/XADD followed by a size probe: 1 in N
   bool operator==(const GuardConfig&) const = default;
 };
 
@@ -218,6 +220,18 @@ struct AuthConfig {
   bool operator==(const AuthConfig&) const = default;
 };
 
+// Hot keys (docs/security.md, "Command guard"): a bounded top-k of the keys requested most,
+// counted per worker on a sample of the commands, merged and reported once per interval.
+struct HotKeysConfig {
+  bool enabled = true;
+  unsigned top_n = 10;         // keys exported and logged, 1..100
+  unsigned capacity = 1024;    // counters per worker (Space-Saving)
+  unsigned sample_every = 16;  // count one command in this many (on average)
+  Millis report_interval{10000};
+  unsigned log_threshold_per_second = 1000;  // log the top when a key is over this; 0 = never
+  bool operator==(const HotKeysConfig&) const = default;
+};
+
 struct Config {
   ServerConfig server;
   UpstreamConfig upstream;
@@ -232,6 +246,7 @@ struct Config {
   BreakerConfig breaker;
   HealthCheckConfig health_check;
   GuardConfig guard;
+  HotKeysConfig hot_keys;
 
   // Equal when every option in the schema, the rules and the rate limit overrides are equal
   // (resp::Limits has no operator==, and the schema is the list of what a Config holds anyway).

@@ -76,6 +76,9 @@ enum class Metric : std::uint16_t {
   GuardRefused,
   GuardBigValues,
   AuthFailures,
+  GuardBigCollections,
+  GuardSizeProbes,
+  HotKeyRequests,
   kCount,
 };
 
@@ -104,10 +107,14 @@ enum class BloomPass : std::uint8_t { Warmup, Rebuild, Resize, Aborted };
 enum class Invalidation : std::uint8_t { Key, Flush };
 enum class AuthFailure : std::uint8_t { WrongPassword, RateLimited };
 enum class GuardRefusal : std::uint8_t { Denied, TooManyArguments, RequestTooBig, ValueTooBig };
+enum class CollectionType : std::uint8_t { List, Set, Zset, Hash, Stream };
 
 struct LabelDef {
   std::string_view name;
   std::span<const std::string_view> (*values)();  // the bounded set of values
+  // For a label of a dynamic metric whose values are not known in advance (a hot key): what
+  // they are, for the reference. values() then holds one placeholder.
+  std::string_view about = {};
 };
 
 struct MetricDef {
@@ -118,6 +125,9 @@ struct MetricDef {
   std::vector<LabelDef> labels;
   std::vector<double> buckets;  // histograms: upper bounds in seconds
   bool sparse = false;          // expose only series that are non-zero (large label sets)
+  // Series produced at scrape time by a series sampler (Registry::set_series_sampler), not
+  // recorded in shards: the hot keys, at most hot_keys.top_n series at a time.
+  bool dynamic = false;
 };
 
 // The table, indexed by Metric.
@@ -168,6 +178,12 @@ class Registry {
   std::size_t shard_count() const { return shards_.size(); }
   // A gauge whose value is read at scrape time (e.g. current clients).
   void set_sampler(Metric m, std::function<double()> fn);
+  // A dynamic metric's series, read at scrape time: label values in the table's label order.
+  struct DynamicSample {
+    std::vector<std::string> labels;
+    double value = 0;
+  };
+  void set_series_sampler(Metric m, std::function<std::vector<DynamicSample>()> fn);
   // Sum over shards of one series (counters, gauges; histogram: its count).
   double value(Metric m, std::size_t series = 0) const;
   // One shard's part of that sum (e.g. a worker's ready upstream connections).
@@ -178,6 +194,7 @@ class Registry {
  private:
   std::vector<std::unique_ptr<Shard>> shards_;
   std::vector<std::function<double()>> samplers_;
+  std::vector<std::function<std::vector<DynamicSample>()>> series_samplers_;
 };
 
 }  // namespace respguard::observability

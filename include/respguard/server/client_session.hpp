@@ -68,6 +68,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
       kLeaseEnd = 64,       // another write of a leased key: the lease ends
       kLeaseWaiting = 128,  // this slot waits for a lease holder (token, lease_wait)
       kBloomPassed = 256,   // a keyspace Bloom filter passed this GET: a nil is a false positive
+      // The integer reply is the size of collection_key (LPUSH/RPUSH/LINSERT, or a size probe):
+      // over guard.big_collection_elements it is counted and logged.
+      kCollectionSize = 512,
+      kSizeProbe = 1024,  // the proxy's own SCARD/ZCARD/HLEN/XLEN: no client sees its reply
     };
     std::uint16_t flags = 0;
     std::string dk;        // the GET's (or leased write's) db_key
@@ -97,6 +101,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
     config::Millis negative_ttl{0};
     config::Millis lease_wait{0};
     SharedBytes value;
+    std::string collection_key;                         // kCollectionSize: the written key
+    const resp::CommandInfo* collection_cmd = nullptr;  // ... and the write that grew it
     policy::HashedKey key() const { return {dk, hash}; }
     // Member-wise: cheaper than std::swap's three moves, and the strings and the vector keep
     // their capacity in whichever side is reused.
@@ -115,6 +121,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
       std::swap(negative_ttl, o.negative_ttl);
       std::swap(lease_wait, o.lease_wait);
       value.swap(o.value);
+      collection_key.swap(o.collection_key);
+      std::swap(collection_cmd, o.collection_cmd);
     }
     void add_written(policy::HashedKey k, bool in_flight_table,
                      policy::BloomPrecheck* bloom = nullptr) {
@@ -139,6 +147,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
       dk.clear();
       written_count = 0;
       value.reset();
+      collection_key.clear();
+      collection_cmd = nullptr;
     }
   };
   struct Slot {
@@ -176,6 +186,14 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   // The command guard: false when the command was refused (answered). Also reports big values.
   bool admit_guard(const resp::Command& cmd, const resp::CommandInfo* info);
   void note_set_members(const resp::Command& cmd, SlotHooks& hooks);  // SADD to a set filter's SET
+  // guard.big_collection_elements: a list write reads the length from its reply (hooks); a
+  // SADD/ZADD/HSET/XADD returns the probe to send after it (SCARD/...), or "" for none.
+  std::string_view note_collection_write(const resp::Command& cmd, const resp::CommandInfo& info);
+  // The size probe after a forwarded write: its own slot, on the same connection, never shown.
+  void send_size_probe(std::string_view probe, std::string_view key,
+                       const resp::CommandInfo& write);
+  void report_collection_size(const SlotHooks& hooks, std::string_view reply,
+                              const resp::ReplyInfo& info);
   bool bloom_mget(const resp::Command& cmd, Dispatch& out);  // every key ruled out: answered here
   // Runs a reply's hooks; false when the slot must keep waiting (a lease).
   bool run_hooks(Slot& slot, std::uint64_t cookie, std::string_view reply,

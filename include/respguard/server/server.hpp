@@ -9,6 +9,7 @@
 #include "respguard/config/config.hpp"
 #include "respguard/observability/admin_server.hpp"
 #include "respguard/server/coherence.hpp"
+#include "respguard/server/hot_keys_reporter.hpp"
 #include "respguard/server/worker.hpp"
 #include "respguard/upstream/health_checker.hpp"
 
@@ -47,6 +48,7 @@ class Server {
   asio::steady_timer rate_sweep_timer_;
   std::unique_ptr<upstream::HealthChecker> health_;
   std::unique_ptr<Coherence> coherence_;  // the coherence channel and Bloom filter scans
+  std::unique_ptr<HotKeysReporter> hot_keys_;  // merges the workers' hot keys per interval
   SteadyClock::time_point drain_deadline_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::size_t next_worker_ = 0;

@@ -12,6 +12,7 @@
 #include "respguard/config/config.hpp"
 #include "respguard/observability/metrics.hpp"
 #include "respguard/policy/random.hpp"
+#include "respguard/protection/hot_keys.hpp"
 #include "respguard/protection/command_guard.hpp"
 #include "respguard/protection/acl.hpp"
 #include "respguard/protection/rate_limiter.hpp"
@@ -73,6 +74,9 @@ class Worker {
   const config::Config& config() const { return shared_.config; }
   observability::Shard& metrics() { return shared_.metrics.shard(index_); }
   policy::Random& random() { return random_; }
+  // This worker's hot-key counts (null when hot_keys.enabled is false). Only this thread
+  // touches it: the main thread's HotKeysReporter takes its table by posting here.
+  protection::HotKeys* hot_keys() { return hot_keys_.get(); }
   upstream::Pool& pool() { return pool_; }
   bool draining() const { return draining_; }
   // Sessions with new output are written once per batch of upstream replies, so replies
@@ -96,6 +100,7 @@ class Worker {
   std::vector<std::shared_ptr<ClientSession>> flushing_;
   bool draining_ = false;
   policy::FastRandom random_;
+  std::unique_ptr<protection::HotKeys> hot_keys_;
 };
 
 }  // namespace respguard::server

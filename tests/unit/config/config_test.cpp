@@ -202,6 +202,15 @@ guard:
   max_request_bytes: 1mb
   max_value_bytes: 512kb
   big_value_bytes: 64kb
+  big_collection_elements: 100000
+  collection_probe_every: 4
+hot_keys:
+  enabled: false
+  top_n: 20
+  capacity: 4096
+  sample_every: 8
+  report_interval: 30s
+  log_threshold_per_second: 500
 health_check:
   enabled: false
   interval: 2s
@@ -354,6 +363,14 @@ TEST(ConfigLoad, EveryOptionIsRead) {
   EXPECT_EQ(c.guard.max_request_bytes, 1024u * 1024);
   EXPECT_EQ(c.guard.max_value_bytes, 512u * 1024);
   EXPECT_EQ(c.guard.big_value_bytes, 64u * 1024);
+  EXPECT_EQ(c.guard.big_collection_elements, 100'000u);
+  EXPECT_EQ(c.guard.collection_probe_every, 4u);
+  EXPECT_FALSE(c.hot_keys.enabled);
+  EXPECT_EQ(c.hot_keys.top_n, 20u);
+  EXPECT_EQ(c.hot_keys.capacity, 4096u);
+  EXPECT_EQ(c.hot_keys.sample_every, 8u);
+  EXPECT_EQ(c.hot_keys.report_interval, Millis(30'000));
+  EXPECT_EQ(c.hot_keys.log_threshold_per_second, 500u);
 }
 
 TEST(ConfigLoad, GuardListsNameRealCommands) {
