@@ -608,8 +608,8 @@ void ClientSession::report_collection_size(const SlotHooks& h, std::string_view 
   const std::size_t limit = worker_.config().guard.big_collection_elements;
   long long size = 0;
   const char* end = reply.data() + reply.size() - 2;
-  if (std::from_chars(reply.data() + 1, end, size).ec != std::errc() || size <= 0 ||
-      limit == 0 || static_cast<unsigned long long>(size) <= limit) {
+  if (std::from_chars(reply.data() + 1, end, size).ec != std::errc() || size <= 0 || limit == 0 ||
+      static_cast<unsigned long long>(size) <= limit) {
     return;
   }
   const observability::CollectionType type = collection_type(h.collection_cmd->name);

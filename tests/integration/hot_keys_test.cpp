@@ -19,8 +19,8 @@ class HotKeysTest : public ::testing::Test {
   void start(const std::string& yaml) {
     redis_ = std::make_unique<RedisServer>();
     // The hot-keys line is logged at info (the harness's default level is warn).
-    proxy_ = std::make_unique<ProxyServer>(redis_->port(),
-                                           ProxyOptions{yaml, {"--log-level", "info"}});
+    proxy_ =
+        std::make_unique<ProxyServer>(redis_->port(), ProxyOptions{yaml, {"--log-level", "info"}});
   }
   std::unique_ptr<RedisServer> redis_;  // destroyed after the proxy
   std::unique_ptr<ProxyServer> proxy_;
