@@ -72,7 +72,9 @@ int main(int argc, char** argv) {
   // A client that disconnects mid-write must not kill the process.
   std::signal(SIGPIPE, SIG_IGN);
   try {
-    server::Server server(cfg);
+    // A reload reads the file again with the same command-line overrides, and checks the
+    // users' ACL rules as above (LiveConfig parses them).
+    server::Server server(cfg, [&cli] { return config::resolve(cli); });
     server.bind();
     return server.run();
   } catch (const std::exception& e) {

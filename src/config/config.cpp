@@ -1921,25 +1921,53 @@ std::size_t parse_size(std::string_view text) {
 
 // Config -------------------------------------------------------------------------------------
 
-bool Config::operator==(const Config& other) const {
-  if (auth.users != other.auth.users) return false;
-  if (rules != other.rules || rate_limit.overrides != other.rate_limit.overrides ||
-      guard.deny != other.guard.deny || guard.allow != other.guard.allow) {
-    return false;
-  }
+std::vector<std::string> differing_options(const Config& a, const Config& b) {
+  std::vector<std::string> keys;
   for (const Option& opt : kOptions) {
     bool same = std::visit(
-        [](auto* a, auto* b) {
-          if constexpr (std::is_same_v<decltype(a), decltype(b)>) {
-            return *a == *b;
+        [](auto* x, auto* y) {
+          if constexpr (std::is_same_v<decltype(x), decltype(y)>) {
+            return *x == *y;
           } else {
             return false;
           }
         },
-        field_of(opt, *this), field_of(opt, other));
-    if (!same) return false;
+        field_of(opt, a), field_of(opt, b));
+    if (!same) keys.emplace_back(opt.key);
   }
-  return true;
+  // The sections that are lists rather than table rows.
+  if (a.rules != b.rules) keys.emplace_back("rules");
+  if (a.auth.users != b.auth.users) keys.emplace_back("auth.users");
+  if (a.rate_limit.overrides != b.rate_limit.overrides) keys.emplace_back("rate_limit.overrides");
+  if (a.guard.deny != b.guard.deny) keys.emplace_back("guard.deny");
+  if (a.guard.allow != b.guard.allow) keys.emplace_back("guard.allow");
+  return keys;
+}
+
+void copy_option(Config& to, const Config& from, std::string_view key) {
+  if (key == "rules") {
+    to.rules = from.rules;
+  } else if (key == "auth.users") {
+    to.auth.users = from.auth.users;
+  } else if (key == "rate_limit.overrides") {
+    to.rate_limit.overrides = from.rate_limit.overrides;
+  } else if (key == "guard.deny") {
+    to.guard.deny = from.guard.deny;
+  } else if (key == "guard.allow") {
+    to.guard.allow = from.guard.allow;
+  } else if (const Option* opt = find_option(key)) {
+    std::visit(
+        [](auto* x, auto* y) {
+          if constexpr (std::is_same_v<decltype(x), decltype(y)>) *x = *y;
+        },
+        opt->field(to), field_of(*opt, from));
+  } else {
+    throw std::invalid_argument("unknown option " + in_quotes(key));
+  }
+}
+
+bool Config::operator==(const Config& other) const {
+  return differing_options(*this, other).empty();
 }
 
 Config load_string(const std::string& yaml, const std::string& source_name) {

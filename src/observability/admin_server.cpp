@@ -94,6 +94,11 @@ HttpResponse route_admin_request(std::string_view method, std::string_view targe
   if (const std::size_t q = target.find('?'); q != std::string_view::npos) {
     target = target.substr(0, q);
   }
+  if (target == "/reload" && handlers.reload) {
+    // A change, so not GET: a crawler or a prefetching browser must not reload the config.
+    if (method != "POST") return {405, "text/plain", "POST only\n"};
+    return handlers.reload();
+  }
   if (method != "GET") return {405, "text/plain", "GET only\n"};
   if (target == "/metrics") {
     return {200, "text/plain; version=0.0.4; charset=utf-8", handlers.metrics()};
@@ -104,7 +109,9 @@ HttpResponse route_admin_request(std::string_view method, std::string_view targe
     if (reason.empty()) return {200, "text/plain", "ready\n"};
     return {503, "text/plain", "not ready: " + reason + "\n"};
   }
-  return {404, "text/plain", "not found; try /metrics, /healthz or /readyz\n"};
+  return {404, "text/plain",
+          handlers.reload ? "not found; try /metrics, /healthz, /readyz or POST /reload\n"
+                          : "not found; try /metrics, /healthz or /readyz\n"};
 }
 
 AdminServer::AdminServer(asio::io_context& io, AdminHandlers handlers)

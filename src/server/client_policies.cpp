@@ -90,7 +90,7 @@ bool ClientSession::apply_policies(const resp::Command& cmd, const resp::Command
     return false;  // forward() sends it (rewritten) with the hooks
   }
   if (cmd.argc() == 2 && (info.name == "get" || info.name == "exists")) {
-    const policy::Rule* rule = policies_.rules.match(db_, cmd.args[1]);
+    const policy::Rule* rule = worker_.live().rules.match(db_, cmd.args[1]);
     if (rule != nullptr) return policy_read(cmd, info, *rule, out);
   }
   if (policies_.has_bloom && info.name == "mget") return bloom_mget(cmd, out);
@@ -106,7 +106,7 @@ bool ClientSession::bloom_mget(const resp::Command& cmd, Dispatch& out) {
   resp::write_array_header(scratch_, cmd.argc() - 1);
   for (std::size_t i = 1; i < cmd.argc(); ++i) {
     const std::string_view key = cmd.args[i];
-    const policy::Rule* rule = policies_.rules.match(db_, key);
+    const policy::Rule* rule = worker_.live().rules.match(db_, key);
     if (rule == nullptr || !rule->config.bloom ||
         policies_.bloom[rule->index]->check(key, epoch) != policy::BloomPrecheck::Verdict::Absent) {
       return false;
@@ -290,7 +290,7 @@ void ClientSession::policy_write(const resp::Command& cmd, const resp::CommandIn
       }
       continue;
     }
-    const policy::Rule* rule = policies_.rules.match(e.db, e.key);
+    const policy::Rule* rule = worker_.live().rules.match(e.db, e.key);
     if (rule == nullptr) continue;
     const config::RuleConfig& rc = rule->config;
     if (!rc.coalesce && !rc.lease && !rc.negative_cache && !rc.bloom) continue;
@@ -301,7 +301,9 @@ void ClientSession::policy_write(const resp::Command& cmd, const resp::CommandIn
     if (rc.coalesce) policies_.flights.write_begin(dk);
     // The key exists from now on, for a keyspace filter: added before Redis runs the write, so
     // no reader sees it in Redis but absent here (a superset is harmless if the write fails).
-    policy::BloomPrecheck* bloom = policies_.bloom[rule->index].get();
+    // (A rule a reload added past the filters has none: plan_reload keeps filters in place.)
+    policy::BloomPrecheck* bloom =
+        rule->index < policies_.bloom.size() ? policies_.bloom[rule->index].get() : nullptr;
     if (bloom != nullptr && bloom->set_source()) bloom = nullptr;
     if (bloom != nullptr) bloom->add(e.key);
     h.add_written(dk, rc.coalesce, bloom);
@@ -336,7 +338,7 @@ void ClientSession::policy_write(const resp::Command& cmd, const resp::CommandIn
   }
   // TTL jitter, by the rule of the written key.
   if (cmd.argc() >= 3 && ttl_command(info.name)) {
-    const policy::Rule* rule = policies_.rules.match(db_, cmd.args[1]);
+    const policy::Rule* rule = worker_.live().rules.match(db_, cmd.args[1]);
     if (rule != nullptr && rule->config.jitter &&
         policy::apply_ttl_jitter(cmd.args, *rule->config.jitter, worker_.random(), rewrite_buf_)) {
       rewrite_ = rewrite_buf_;
@@ -346,8 +348,10 @@ void ClientSession::policy_write(const resp::Command& cmd, const resp::CommandIn
 }
 
 void ClientSession::note_set_members(const resp::Command& cmd, SlotHooks& h) {
-  const std::vector<policy::Rule>& rules = policies_.rules.rules();
-  for (std::size_t i = 0; i < rules.size(); ++i) {
+  // A reload keeps rules with Bloom filters at their index (plan_reload), and may only add
+  // rules without one past the filters' end.
+  const std::vector<policy::Rule>& rules = worker_.live().rules.rules();
+  for (std::size_t i = 0; i < rules.size() && i < policies_.bloom.size(); ++i) {
     policy::BloomPrecheck* bloom = policies_.bloom[i].get();
     if (bloom == nullptr || !bloom->set_source() || bloom->config().set != cmd.args[1] ||
         rules[i].config.db.value_or(0) != db_) {
@@ -574,7 +578,7 @@ std::string_view ClientSession::note_collection_write(const resp::Command& cmd,
   // The probe rides on the shared connection only: a dedicated one holds WATCH state or a
   // transaction, where an extra command is the client's business.
   if (w.growth != Growth::Probe || dedicated_ != nullptr) return {};
-  const unsigned every = worker_.config().guard.collection_probe_every;
+  const unsigned every = worker_.live().config.guard.collection_probe_every;
   if (every > 1 && worker_.random().uniform() * every >= 1.0) return {};
   return w.probe;
 }
@@ -605,7 +609,7 @@ void ClientSession::report_collection_size(const SlotHooks& h, std::string_view 
                                            const resp::ReplyInfo& info) {
   // ":<n>\r\n"; an error (WRONGTYPE, a lost connection) or LINSERT's -1 says nothing.
   if (info.type != ':' || h.collection_cmd == nullptr || reply.size() < 4) return;
-  const std::size_t limit = worker_.config().guard.big_collection_elements;
+  const std::size_t limit = worker_.live().config.guard.big_collection_elements;
   long long size = 0;
   const char* end = reply.data() + reply.size() - 2;
   if (std::from_chars(reply.data() + 1, end, size).ec != std::errc() || size <= 0 || limit == 0 ||

@@ -69,9 +69,9 @@ ClientSession::ClientSession(Worker& worker, tcp::socket socket, std::uint64_t i
       metrics_(worker.config().admin.metrics ? &worker.metrics() : nullptr),
       state_metrics_(worker.metrics()),
       policies_(worker.shared().policies),
-      policies_on_(!worker.shared().policies.rules.empty()),
-      guard_on_(worker.shared().command_guard.enabled()),
-      big_value_bytes_(worker.config().guard.big_value_bytes),
+      policies_on_(!worker.live().rules.empty()),
+      guard_on_(worker.live().command_guard->enabled()),
+      big_value_bytes_(worker.live().config.guard.big_value_bytes),
       authenticated_(worker.config().upstream.password.empty()),
       parser_(worker.config().protocol),
       slots_(kInitialSlots) {
@@ -89,15 +89,46 @@ ClientSession::ClientSession(Worker& worker, tcp::socket socket, std::uint64_t i
   if (auto ep = socket_.local_endpoint(ec); !ec) laddr = endpoint_text(ep);
   socket_.set_option(tcp::no_delay(true), ec);
   info_ = worker_.shared().registry.add(id_, std::move(addr), std::move(laddr));
-  if (worker_.shared().acl.enabled()) acl_ = &worker_.shared().acl;
+  live_generation_ = worker_.live().generation;
+  if (worker_.live().acl->enabled()) acl_ = worker_.live().acl;
   set_authenticated(acl_ == nullptr && config_.upstream.password.empty());
   update_rate_identity();
 }
 
+bool ClientSession::adopt_live_config() {
+  const LiveConfig& live = worker_.live();
+  live_generation_ = live.generation;
+  policies_on_ = !live.rules.empty();
+  guard_on_ = live.command_guard->enabled();
+  big_value_bytes_ = live.config.guard.big_value_bytes;
+  // Changed users apply to clients already logged in as them, as ACL SETUSER does in Redis; a
+  // client whose user is gone is disconnected, as ACL DELUSER does. Turning client
+  // authentication on or off applies to new connections: existing ones stay as they were (as
+  // with Redis's requirepass).
+  if (acl_ != nullptr && live.acl->enabled() && acl_ != live.acl) {
+    acl_ = live.acl;
+    if (acl_user_ != nullptr) {
+      acl_user_ = acl_->find(user_);
+      if (acl_user_ == nullptr) {
+        spdlog::info("client {} ({}): user '{}' was removed by a reload; disconnecting", id_,
+                     info_->addr, user_);
+        close(CloseReason::Client);
+        return false;
+      }
+    }
+  }
+  if (rate_limiter_ != live.rate_limiter) {
+    rate_identity_.reset();
+    update_rate_identity();
+  }
+  return true;
+}
+
 void ClientSession::update_rate_identity() {
-  protection::RateLimiter& limiter = worker_.shared().rate_limiter;
+  rate_limiter_ = worker_.live().rate_limiter;
+  protection::RateLimiter& limiter = *rate_limiter_;
   if (!limiter.enabled()) return;
-  const std::string& kind = config_.rate_limit.identity;
+  const std::string& kind = limiter.config().identity;
   // A client without a name is limited by its address, not lumped with every unnamed client.
   const std::string& value = kind == "user"                            ? user_
                              : kind == "client_name" && !name_.empty() ? name_
@@ -109,8 +140,7 @@ void ClientSession::update_rate_identity() {
 bool ClientSession::admit_rate(const resp::CommandInfo* info, Dispatch& out) {
   using Verdict = protection::Admission::Verdict;
   const bool is_write = info != nullptr && (info->flags & resp::kWrite);
-  const protection::Admission a =
-      worker_.shared().rate_limiter.admit(*rate_identity_, is_write, now_);
+  const protection::Admission a = rate_limiter_->admit(*rate_identity_, is_write, now_);
   if (a.verdict == Verdict::Admitted) return true;
   if (a.verdict == Verdict::Rejected) {
     state_metrics_.inc(observability::Metric::RateLimited,
@@ -183,7 +213,8 @@ void ClientSession::on_read(std::size_t n) {
   now_ = LoopClock::tick();
   if (metrics_) metrics_->inc(observability::Metric::ClientBytesReceived, 0, n);
   info_->last_active_ms.store(steady_ms(now_), std::memory_order_relaxed);
-  if (config_.server.query_buffer_limit > 0 && rbuf_.size() > config_.server.query_buffer_limit) {
+  const std::size_t query_limit = worker_.live().config.server.query_buffer_limit;
+  if (query_limit > 0 && rbuf_.size() > query_limit) {
     spdlog::warn("client {} {}: query buffer limit ({} bytes) reached; closing", id_, info_->addr,
                  config_.server.query_buffer_limit);
     reply_error(errors::kQueryBufferLimit);
@@ -235,7 +266,7 @@ void ClientSession::process_input() {
 bool ClientSession::admit_guard(const resp::Command& cmd, const resp::CommandInfo* info) {
   using observability::GuardRefusal;
   using Refusal = protection::CommandGuard::Refusal;
-  const Refusal r = worker_.shared().command_guard.check(cmd.args, info, guard_reply_);
+  const Refusal r = worker_.live().command_guard->check(cmd.args, info, guard_reply_);
   if (r != Refusal::None) {
     if (metrics_) {
       metrics_->inc(observability::Metric::GuardRefused,
@@ -269,6 +300,9 @@ bool ClientSession::admit_guard(const resp::Command& cmd, const resp::CommandInf
 }
 
 ClientSession::Dispatch ClientSession::dispatch(const resp::Command& cmd) {
+  if (worker_.live().generation != live_generation_ && !adopt_live_config()) {
+    return Dispatch::Done;
+  }
   const resp::CommandInfo* info = resp::lookup_command(cmd.args[0]);
   const CommandId id = info ? info->id : CommandId::Other;
   current_command_ = observability::command_label(info);
@@ -378,7 +412,7 @@ ClientSession::Dispatch ClientSession::dispatch(const resp::Command& cmd) {
         if (apply_policies(cmd, *info, d)) return d;
       }
       if (info == nullptr || !(info->flags & resp::kWrite) ||
-          worker_.config().guard.big_collection_elements == 0) {
+          worker_.live().config.guard.big_collection_elements == 0) {
         return forward(cmd, info, false);
       }
       // A collection write: its reply's hooks read a list's length, or a size probe follows it
@@ -674,6 +708,8 @@ bool ClientSession::acl_login(std::string_view user, std::string_view password) 
 bool ClientSession::admit_acl(const resp::Command& cmd, const resp::CommandInfo* info) {
   const protection::AclVerdict verdict = acl_user_->rules.check(info, cmd.args);
   if (!verdict.allowed()) {
+    // As Redis: a refused command queued in a transaction makes EXEC fail with EXECABORT.
+    if (in_multi_) multi_refused_ = true;
     reply_error(protection::acl_error(verdict));
     return false;
   }
@@ -1080,12 +1116,17 @@ void ClientSession::append_output(SharedBytes bytes) {
 }
 
 void ClientSession::check_output_limit() {
-  const std::size_t limit =
-      push_mode_ ? config_.server.pubsub_output_buffer_limit : config_.server.output_buffer_limit;
+  const std::size_t limit = push_mode_ ? worker_.live().config.server.pubsub_output_buffer_limit
+                                       : worker_.live().config.server.output_buffer_limit;
   if (limit > 0 && out_.bytes() > limit) {
     // A client that does not read its replies must not make us hold unbounded memory.
-    spdlog::warn("client {} {}: output buffer limit ({} bytes) reached; closing", id_, info_->addr,
-                 limit);
+    static LogLimiter limiter(std::chrono::seconds(1));
+    if (std::uint64_t suppressed = 0; limiter.allow(suppressed)) {
+      spdlog::warn(
+          "client {} {}: output buffer limit ({} bytes) reached; closing ({} similar "
+          "suppressed)",
+          id_, info_->addr, limit, suppressed);
+    }
     close(CloseReason::OutputBufferLimit);
   }
 }
@@ -1142,7 +1183,15 @@ void ClientSession::check_idle(SteadyClock::time_point now, std::chrono::millise
   if (closed_ || push_mode_ || inflight_ > 0) return;
   const std::int64_t idle = steady_ms(now) - info_->last_active_ms.load(std::memory_order_relaxed);
   if (idle > timeout.count()) {
-    spdlog::debug("client {} {}: idle for {} ms; closing", id_, info_->addr, idle);
+    // Routine for pooled clients that went quiet, but a burst of these means clients that hold
+    // connections they do not use: one line a second with a count.
+    static LogLimiter limiter(std::chrono::seconds(1));
+    if (std::uint64_t suppressed = 0; limiter.allow(suppressed)) {
+      spdlog::info(
+          "client {} {}: idle for {} ms (client.idle_timeout {} ms); closing ({} similar "
+          "suppressed)",
+          id_, info_->addr, idle, timeout.count(), suppressed);
+    }
     close(CloseReason::IdleTimeout);
   }
 }

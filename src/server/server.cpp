@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "respguard/common/errors.hpp"
+#include "respguard/common/log_limiter.hpp"
 
 namespace respguard::server {
 namespace {
@@ -17,8 +18,9 @@ unsigned worker_count(const config::Config& config) {
 }
 }  // namespace
 
-Server::Server(const config::Config& config)
+Server::Server(const config::Config& config, ConfigSource reload_source)
     : config_(config),
+      reload_source_(std::move(reload_source)),
       shared_(config, worker_count(config)),
       acceptor_(io_),
       signals_(io_, SIGINT, SIGTERM, SIGHUP),
@@ -37,8 +39,9 @@ Server::Server(const config::Config& config)
   shared_.metrics.set_sampler(Metric::NegativeCacheEvictions, [this] {
     return static_cast<double>(shared_.policies.negative.evictions());
   });
-  shared_.metrics.set_sampler(Metric::RateLimitIdentities,
-                              [this] { return static_cast<double>(shared_.rate_limiter.size()); });
+  shared_.metrics.set_sampler(Metric::RateLimitIdentities, [this] {
+    return static_cast<double>(shared_.live->rate_limiter->size());
+  });
   health_ = std::make_unique<upstream::HealthChecker>(io_, config, shared_.guard,
                                                       shared_.upstream_info, main_metrics());
   shared_.metrics.set_sampler(Metric::PinnedConnections, [this] {
@@ -100,6 +103,10 @@ void Server::bind() {
     observability::AdminHandlers handlers;
     handlers.metrics = [this] { return shared_.metrics.render(); };
     handlers.not_ready_reason = [this] { return not_ready_reason(); };
+    handlers.reload = [this] {
+      ReloadOutcome r = reload("POST /reload");
+      return observability::HttpResponse{r.ok ? 200 : 400, "text/plain", r.message + "\n"};
+    };
     admin_ = std::make_unique<observability::AdminServer>(io_, std::move(handlers));
     admin_->listen(config_.admin.listen);
   }
@@ -121,7 +128,7 @@ int Server::run() {
   accept();
   health_->start();
   coherence_->start();
-  if (shared_.rate_limiter.enabled()) sweep_rate_limits();
+  sweep_rate_limits();
   io_.run();
   health_->stop();
   coherence_->stop();
@@ -140,8 +147,18 @@ void Server::accept() {
         if (ec) {
           // EMFILE and friends: keep accepting; the listener must not die with one bad accept.
           spdlog::warn("accept: {}", ec.message());
-        } else if (shared_.clients.load(std::memory_order_relaxed) >= config_.server.maxclients) {
+        } else if (shared_.clients.load(std::memory_order_relaxed) >=
+                   shared_.live->config.server.maxclients) {
           // As Redis: tell the client why, then close.
+          static LogLimiter limiter(std::chrono::seconds(1));
+          if (std::uint64_t suppressed = 0; limiter.allow(suppressed)) {
+            boost::system::error_code peer_ec;
+            const auto peer = socket.remote_endpoint(peer_ec);
+            spdlog::warn(
+                "maxclients ({}) reached: refusing a client from {} ({} similar suppressed)",
+                shared_.live->config.server.maxclients,
+                peer_ec ? std::string("?") : peer.address().to_string(), suppressed);
+          }
           std::string reply = "-" + std::string(errors::kMaxClients) + "\r\n";
           boost::system::error_code ignored;
           socket.non_blocking(true, ignored);
@@ -160,10 +177,7 @@ void Server::accept() {
 
 void Server::on_signal(int signo) {
   if (signo == SIGHUP) {
-    // Its default action would kill the process without a drain.
-    spdlog::warn(
-        "SIGHUP ignored: configuration reload is not supported; restart respguard to "
-        "apply a new configuration");
+    if (!draining_) reload("SIGHUP");
     signals_.async_wait([this](boost::system::error_code ec, int next) {
       if (!ec) on_signal(next);
     });
@@ -207,11 +221,60 @@ void Server::check_drained() {
 void Server::sweep_rate_limits() {
   // Identities nobody has used for rate_limit.idle_expiry are forgotten: memory stays bounded
   // by the clients seen recently, however many come and go.
-  shared_.rate_limiter.sweep(SteadyClock::now());
+  shared_.live->rate_limiter->sweep(SteadyClock::now());
   rate_sweep_timer_.expires_after(std::chrono::seconds(5));
   rate_sweep_timer_.async_wait([this](boost::system::error_code ec) {
     if (!ec) sweep_rate_limits();
   });
+}
+
+Server::ReloadOutcome Server::reload(std::string_view trigger) {
+  using observability::Metric;
+  using observability::ReloadResult;
+  auto fail = [&](std::string why) {
+    spdlog::error("configuration reload ({}) failed; the running configuration stays: {}", trigger,
+                  why);
+    main_metrics().inc(Metric::ConfigReloads, static_cast<std::size_t>(ReloadResult::Failure));
+    return ReloadOutcome{false, "reload failed, the running configuration stays: " + why};
+  };
+  if (!reload_source_) return fail("this process was started without a configuration to re-read");
+  config::Config next;
+  try {
+    next = reload_source_();
+  } catch (const std::exception& e) {
+    return fail(e.what());
+  }
+  const std::shared_ptr<const LiveConfig>& running = shared_.live;
+  ReloadPlan plan = plan_reload(running->config, next);
+  std::shared_ptr<const LiveConfig> live;
+  try {
+    live =
+        std::make_shared<const LiveConfig>(plan.effective, running->generation + 1, running.get());
+  } catch (const std::invalid_argument& e) {
+    return fail(e.what());  // an ACL rule
+  }
+  if (plan.effective.log.level != running->config.log.level) {
+    spdlog::set_level(spdlog::level::from_str(plan.effective.log.level));
+  }
+  shared_.live = live;
+  for (auto& w : workers_) w->set_live(live);
+  main_metrics().inc(Metric::ConfigReloads, static_cast<std::size_t>(ReloadResult::Success));
+
+  auto joined = [](const std::vector<std::string>& keys) {
+    std::string out;
+    for (const std::string& k : keys) out += (out.empty() ? "" : ", ") + k;
+    return out;
+  };
+  std::string message = plan.applied.empty()
+                            ? "configuration reloaded: nothing changed"
+                            : "configuration reloaded: applied " + joined(plan.applied);
+  if (!plan.need_restart.empty()) {
+    message += "; these keep their running values until a restart: " + joined(plan.need_restart);
+    spdlog::warn("{} ({})", message, trigger);
+  } else {
+    spdlog::info("{} ({})", message, trigger);
+  }
+  return {true, std::move(message)};
 }
 
 void Server::stop_workers() {

@@ -19,6 +19,7 @@ Worker::Worker(unsigned index, SharedState& shared)
       pool_(io_, shared.config, index, shared.upstream_info, shared.dedicated_connections,
             shared.metrics.shard(index), &shared.guard, [this] { flush_dirty(); }),
       sweep_timer_(io_),
+      live_(shared.live),
       random_(std::random_device{}() ^ (static_cast<std::uint64_t>(index) << 32)) {
   if (const config::HotKeysConfig& hk = shared.config.hot_keys; hk.enabled) {
     hot_keys_ = std::make_unique<protection::HotKeys>(
@@ -82,6 +83,10 @@ void Worker::stop() {
   });
 }
 
+void Worker::set_live(std::shared_ptr<const LiveConfig> live) {
+  asio::post(io_, [this, live = std::move(live)]() mutable { live_ = std::move(live); });
+}
+
 void Worker::mark_dirty(std::shared_ptr<ClientSession> session) {
   dirty_.push_back(std::move(session));
 }
@@ -98,7 +103,7 @@ void Worker::on_session_closed(ClientSession* session) {
 }
 
 void Worker::sweep() {
-  const auto timeout = shared_.config.server.idle_timeout;
+  const auto timeout = live_->config.server.idle_timeout;
   if (timeout.count() > 0) {
     const auto now = SteadyClock::now();
     std::vector<std::shared_ptr<ClientSession>> sessions;

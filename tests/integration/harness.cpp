@@ -606,6 +606,11 @@ std::string redis_cli(int port, const std::vector<std::string>& args) {
 // ---- HTTP ----
 
 std::string http_get(int port, std::string path, int* status, Millis timeout) {
+  return http_request(port, "GET", std::move(path), status, timeout);
+}
+
+std::string http_request(int port, std::string_view method, std::string path, int* status,
+                         Millis timeout) {
   *status = -1;
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return "";
@@ -619,7 +624,7 @@ std::string http_get(int port, std::string path, int* status, Millis timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::string response;
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-    const std::string request = "GET " + path +
+    const std::string request = std::string(method) + " " + path +
                                 " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
                                 "\r\nConnection: close\r\n\r\n";
     std::string_view rest = request;

@@ -107,6 +107,8 @@ class ProxyServer {
   int port() const { return port_; }
   int admin_port() const { return admin_port_; }  // /metrics, /healthz, /readyz
   const std::string& log_path() const { return log_path_; }
+  // Where ProxyOptions::config_yaml was written (rewrite it to test a reload).
+  std::string config_path() const { return dir_ + "/respguard.yaml"; }
   std::string log() const;
   void print_log() const;
 
@@ -205,6 +207,9 @@ std::string redis_cli(int port, const std::vector<std::string>& args);
 // code, or -1 when there was no complete response (connection refused, timeout, a body shorter
 // than its Content-Length).
 std::string http_get(int port, std::string path, int* status, Millis timeout = 5s);
+// Any method without a body ("POST /reload").
+std::string http_request(int port, std::string_view method, std::string path, int* status,
+                         Millis timeout = 5s);
 // The status of GET `path` (2 s timeout); the body goes to *body when asked for.
 int http_status(int port, const std::string& path, std::string* body = nullptr);
 

@@ -253,6 +253,14 @@ struct Config {
   bool operator==(const Config& other) const;
 };
 
+// The keys whose values differ between `a` and `b`, in schema order ("rate_limit.rate"), then
+// the list sections: "rules", "auth.users", "rate_limit.overrides", "guard.deny", "guard.allow".
+// A hot reload uses it to tell what it can apply from what needs a restart.
+std::vector<std::string> differing_options(const Config& a, const Config& b);
+// Sets `key` (a schema key or one of the list sections above) in `to` to its value in `from`.
+// Throws std::invalid_argument for an unknown key.
+void copy_option(Config& to, const Config& from, std::string_view key);
+
 // Names the source, line and key: "respguard.yaml:12: upstream.request_timeout: expected a
 // duration such as 500ms, 5s or 1m, got 'soon'".
 class ConfigError : public std::runtime_error {

@@ -1,7 +1,7 @@
 // The admin HTTP listener: GET /metrics (Prometheus text), /healthz (alive), /readyz (config
-// loaded, listening, upstream reachable). A deliberately small HTTP/1.1 server on the main
-// thread's io_context: one request per connection, bounded request size and time — an
-// operator's scrape path, not a web server.
+// loaded, listening, upstream reachable), POST /reload (re-read the configuration). A deliberately
+// small HTTP/1.1 server on the main thread's io_context: one request per connection, bounded
+// request size and time — an operator's scrape path, not a web server.
 #pragma once
 
 #include <functional>
@@ -12,10 +12,19 @@
 
 namespace respguard::observability {
 
+struct HttpResponse {
+  int status;
+  std::string content_type;
+  std::string body;
+};
+
 struct AdminHandlers {
   std::function<std::string()> metrics;  // Prometheus exposition text
   // Empty when ready; otherwise why not (the /readyz body).
   std::function<std::string()> not_ready_reason;
+  // POST /reload: re-reads the configuration (200 applied, 400 refused; the body says what).
+  // Null: the route answers 404.
+  std::function<HttpResponse()> reload;
 };
 
 class AdminServer {
@@ -34,11 +43,6 @@ class AdminServer {
 };
 
 // Routes one request target to (status code, content type, body). Pure, for tests.
-struct HttpResponse {
-  int status;
-  std::string content_type;
-  std::string body;
-};
 HttpResponse route_admin_request(std::string_view method, std::string_view target,
                                  const AdminHandlers& handlers);
 

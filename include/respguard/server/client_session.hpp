@@ -170,6 +170,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   // wait (Stall; a timer resumes the input).
   bool admit_rate(const resp::CommandInfo* info, Dispatch& out);
   void update_rate_identity();
+  // A reload replaced the worker's LiveConfig: take the new rules, limits, guard and users.
+  // False when the session was closed (its user is gone).
+  bool adopt_live_config();
   Dispatch forward(const resp::Command& cmd, const resp::CommandInfo* info, bool need_dedicated,
                    SlotKind kind = SlotKind::Normal);
   // SUBSCRIBE, MONITOR, CLIENT TRACKING: a dedicated connection whose replies pass through.
@@ -254,9 +257,11 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   observability::Shard& state_metrics_;  // connection events: always recorded
   std::size_t current_command_ = 0;      // label of the command being dispatched
   PolicyState& policies_;
-  const bool guard_on_;               // a deny list or size limit is configured
-  const std::size_t big_value_bytes_;  // guard.big_value_bytes: report bigger values
-  const bool policies_on_;    // any rules configured: otherwise no policy code runs at all
+  // From the worker's LiveConfig of generation live_generation_ (adopt_live_config()).
+  std::uint64_t live_generation_ = 0;
+  bool policies_on_;             // any rules configured: otherwise no policy code runs at all
+  bool guard_on_;                // a deny list or size limit is configured
+  std::size_t big_value_bytes_;  // guard.big_value_bytes: report bigger values
   SlotHooks next_hooks_;      // hooks for the request forward() is about to send
   SlotHooks multi_hooks_;     // writes queued in MULTI: they run (and end) with EXEC
   std::string_view rewrite_;  // bytes forward() sends instead of the request (jitter)
@@ -303,9 +308,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
 
   // Rate limit: the identity's shared buckets (null: no limit applies).
   std::shared_ptr<const protection::RateLimiter::Identity> rate_identity_;
+  std::shared_ptr<protection::RateLimiter> rate_limiter_;  // the one rate_identity_ is from
   std::string peer_ip_;           // the source_ip identity
   std::string user_ = "default";  // the user identity (AUTH)
-  protection::Acl* acl_ = nullptr;  // auth.users configured: the users, else null
+  std::shared_ptr<protection::Acl> acl_;             // auth.users configured: the users, else null
   const protection::Acl::User* acl_user_ = nullptr;  // with acl_: who the client is
   bool rate_admitted_ = false;    // the command being dispatched already has its token
   bool rate_paused_ = false;      // input paused until rate_timer_ fires

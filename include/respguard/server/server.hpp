@@ -1,8 +1,11 @@
 // The listener and the workers: accepts connections, enforces maxclients, hands each
-// connection to a worker round-robin, and drains on SIGTERM/SIGINT.
+// connection to a worker round-robin, drains on SIGTERM/SIGINT and reloads the configuration on
+// SIGHUP or POST /reload.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "respguard/common/asio.hpp"
@@ -17,7 +20,11 @@ namespace respguard::server {
 
 class Server {
  public:
-  explicit Server(const config::Config& config);
+  // Reads the configuration again for a reload, as at start (file and command-line overrides);
+  // throws config::ConfigError. Empty: reloads are refused.
+  using ConfigSource = std::function<config::Config()>;
+
+  explicit Server(const config::Config& config, ConfigSource reload_source = {});
   ~Server();
 
   // Binds the listener (throws std::system_error naming the address on failure).
@@ -29,6 +36,15 @@ class Server {
   // Why /readyz fails, or "" when ready.
   std::string not_ready_reason();
 
+  struct ReloadOutcome {
+    bool ok = false;
+    std::string message;  // what changed, what needs a restart, or why nothing did
+  };
+  // Re-reads the configuration and applies what can change live (LiveConfig). An invalid
+  // configuration changes nothing. Logged, and counted in respguard_config_reloads_total.
+  // Main thread only. `trigger` names the cause in the log ("SIGHUP", "POST /reload").
+  ReloadOutcome reload(std::string_view trigger);
+
  private:
   void accept();
   void on_signal(int signo);
@@ -39,6 +55,7 @@ class Server {
   observability::Shard& main_metrics() { return shared_.metrics.shard(workers_.size()); }
 
   const config::Config& config_;
+  ConfigSource reload_source_;
   SharedState shared_;
   asio::io_context io_;  // listener, signals, drain timer: the main thread
   tcp::acceptor acceptor_;

@@ -13,10 +13,8 @@
 #include "respguard/observability/metrics.hpp"
 #include "respguard/policy/random.hpp"
 #include "respguard/protection/hot_keys.hpp"
-#include "respguard/protection/command_guard.hpp"
-#include "respguard/protection/acl.hpp"
-#include "respguard/protection/rate_limiter.hpp"
 #include "respguard/server/client_registry.hpp"
+#include "respguard/server/live_config.hpp"
 #include "respguard/server/policy_state.hpp"
 #include "respguard/upstream/pool.hpp"
 #include "respguard/upstream/upstream_guard.hpp"
@@ -34,18 +32,18 @@ struct SharedState {
         policies(c),
         upstream_info(std::make_shared<upstream::UpstreamInfo>(c.upstream.databases)),
         guard(c, static_cast<unsigned>(workers), metrics),
-        rate_limiter(c.rate_limit),
-        command_guard(c.guard) {}
+        live(std::make_shared<const LiveConfig>(c, 1)) {}
   const config::Config& config;
   // Shard i belongs to worker i; the last one to the main thread (listener).
   observability::Registry metrics;
   PolicyState policies;
   std::shared_ptr<upstream::UpstreamInfo> upstream_info;
   upstream::UpstreamGuard guard;         // circuit breaker and health verdict of the upstream
-  protection::RateLimiter rate_limiter;  // per-client-identity token buckets
-  protection::CommandGuard command_guard;  // deny list and size limits
+  // What a reload can change (rules, rate limits, guard, users, client limits): the main
+  // thread's current snapshot. Workers hold their own copy (Worker::live()), handed over by
+  // Worker::set_live(); only the main thread touches this one.
+  std::shared_ptr<const LiveConfig> live;
   ClientRegistry registry;
-  protection::Acl acl{config.auth};  // auth.users: client users and their ACL rules
   std::atomic<std::size_t> clients{0};
   std::atomic<std::size_t> dedicated_connections{0};
   std::atomic<std::uint64_t> next_client_id{1};
@@ -67,6 +65,11 @@ class Worker {
   void adopt(tcp::socket socket);
   void begin_drain();
   void stop();
+  void set_live(std::shared_ptr<const LiveConfig> live);  // a reload's new snapshot
+
+  // The current reloadable configuration. A session reads it per command and must not keep a
+  // reference to it (or into it) across handlers: a reload may replace it in between.
+  const LiveConfig& live() const { return *live_; }
 
   // Worker-thread only.
   unsigned index() const { return index_; }
@@ -95,6 +98,7 @@ class Worker {
   upstream::Pool pool_;
   asio::steady_timer sweep_timer_;
   std::thread thread_;
+  std::shared_ptr<const LiveConfig> live_;
   std::unordered_set<ClientSession*> sessions_;
   std::vector<std::shared_ptr<ClientSession>> dirty_;
   std::vector<std::shared_ptr<ClientSession>> flushing_;

@@ -106,6 +106,29 @@ TEST(AdminRoute, OtherMethodsAre405) {
   EXPECT_EQ(fake.ready_calls, 0);
 }
 
+TEST(AdminRoute, ReloadIsPostOnlyAndAbsentWithoutAHandler) {
+  FakeHandlers fake;
+  AdminHandlers h = fake.handlers();
+  EXPECT_EQ(route_admin_request("GET", "/reload", h).status, 404);
+  EXPECT_EQ(route_admin_request("POST", "/reload", h).status, 405);
+  int reloads = 0;
+  h.reload = [&reloads] {
+    ++reloads;
+    return HttpResponse{400, "text/plain", "reload failed: x\n"};
+  };
+  const HttpResponse r = route_admin_request("POST", "/reload?now", h);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(r.body, "reload failed: x\n");
+  for (std::string_view method : {"GET", "PUT", "HEAD", "post"}) {
+    const HttpResponse not_post = route_admin_request(method, "/reload", h);
+    EXPECT_EQ(not_post.status, 405) << method;
+    EXPECT_EQ(not_post.body, "POST only\n");
+  }
+  EXPECT_EQ(reloads, 1);
+  EXPECT_EQ(route_admin_request("GET", "/nope", h).body,
+            "not found; try /metrics, /healthz, /readyz or POST /reload\n");
+}
+
 // ------------------------------------------------------------------------------ over TCP
 
 // An AdminServer on 127.0.0.1:<ephemeral> served by its own thread.
