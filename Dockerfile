@@ -20,7 +20,7 @@ RUN rm -rf build build-* \
 FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libspdlog1.10 libfmt9 libyaml-cpp0.7 libprometheus-cpp-core1.0 \
+      libspdlog1.10 libfmt9 libyaml-cpp0.7 libprometheus-cpp-core1.0 libssl3 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin respguard
 COPY --from=build /src/build/respguard /usr/local/bin/respguard

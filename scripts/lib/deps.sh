@@ -6,7 +6,7 @@
 # shellcheck disable=SC2034  # used by the scripts that source this file
 RESPGUARD_PACKAGES=(
   build-essential cmake ninja-build pkg-config git
-  libboost-dev libhiredis-dev libspdlog-dev libyaml-cpp-dev prometheus-cpp-dev
+  libboost-dev libhiredis-dev libspdlog-dev libyaml-cpp-dev prometheus-cpp-dev libssl-dev openssl
   libgtest-dev redis-server redis-tools prometheus python3-redis python3-yaml
 )
 # kubectl renders deploy/kubernetes/ in the tests. Debian's package is kubernetes-client, which

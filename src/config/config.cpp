@@ -51,6 +51,8 @@ constexpr std::array<std::string_view, 7> kLogLevels = {"trace", "debug",    "in
                                                         "error", "critical", "off"};
 constexpr std::array<std::string_view, 3> kIdentities = {"source_ip", "client_name", "user"};
 constexpr std::array<std::string_view, 2> kGuardProfiles = {"off", "production"};
+constexpr std::array<std::string_view, 3> kClientCertModes = {"none", "optional", "required"};
+constexpr std::array<std::string_view, 2> kTlsVersions = {"1.2", "1.3"};
 
 constexpr Option kOptions[] = {
     {.key = "listen",
@@ -112,6 +114,39 @@ constexpr Option kOptions[] = {
      .field = [](Config& c) -> Ref { return &c.server.max_pinned_connections; },
      .help = "Most dedicated upstream connections (MULTI, WATCH, SUBSCRIBE, blocking commands) in "
              "the whole process; beyond it such commands get an error."},
+
+    // Client-side TLS (docs/security.md, "TLS"). The files are read when respguard starts and
+    // again on SIGHUP; validate() checks only that they go together.
+    {.key = "tls.cert_file",
+     .type = Type::String,
+     .field = [](Config& c) -> Ref { return &c.tls.cert_file; },
+     .help = "PEM certificate (chain) the client listener presents. When set, `listen` speaks TLS "
+             "only (a plaintext client is disconnected); empty = no TLS. Needs tls.key_file."},
+    {.key = "tls.key_file",
+     .type = Type::String,
+     .field = [](Config& c) -> Ref { return &c.tls.key_file; },
+     .help = "PEM private key of tls.cert_file."},
+    {.key = "tls.ca_file",
+     .type = Type::String,
+     .field = [](Config& c) -> Ref { return &c.tls.ca_file; },
+     .help = "PEM CA bundle that client certificates must be signed by (tls.client_certs)."},
+    {.key = "tls.client_certs",
+     .type = Type::Enum,
+     .field = [](Config& c) -> Ref { return &c.tls.client_certs; },
+     .help = "Client certificates, as Redis's tls-auth-clients: none (not asked for), optional "
+             "(checked against tls.ca_file when sent), required (the handshake fails without a "
+             "valid one). optional and required need tls.ca_file.",
+     .choices = kClientCertModes},
+    {.key = "tls.min_version",
+     .type = Type::Enum,
+     .field = [](Config& c) -> Ref { return &c.tls.min_version; },
+     .help = "Oldest TLS version accepted from clients; nothing below TLS 1.2 ever is.",
+     .choices = kTlsVersions},
+    {.key = "tls.ciphers",
+     .type = Type::String,
+     .field = [](Config& c) -> Ref { return &c.tls.ciphers; },
+     .help = "OpenSSL cipher list for TLS 1.2 (\"ECDHE+AESGCM\"); empty = OpenSSL's default. TLS "
+             "1.3 suites are OpenSSL's."},
 
     {.key = "admin.enabled",
      .type = Type::Bool,
@@ -181,6 +216,35 @@ constexpr Option kOptions[] = {
      .field = [](Config& c) -> Ref { return &c.upstream.databases; },
      .help = "Databases clients may SELECT when the upstream does not answer CONFIG GET databases.",
      .min = 1},
+    // TLS to the upstream. Health checks and the coherence channel use it too.
+    {.key = "upstream.tls.enabled",
+     .type = Type::Bool,
+     .field = [](Config& c) -> Ref { return &c.upstream.tls.enabled; },
+     .help = "Connect to the upstream over TLS (Redis's tls-port), TLS 1.2 or later."},
+    {.key = "upstream.tls.ca_file",
+     .type = Type::String,
+     .field = [](Config& c) -> Ref { return &c.upstream.tls.ca_file; },
+     .help = "PEM CA bundle the upstream's certificate must be signed by; empty = the system's "
+             "CAs."},
+    {.key = "upstream.tls.cert_file",
+     .type = Type::String,
+     .field = [](Config& c) -> Ref { return &c.upstream.tls.cert_file; },
+     .help = "PEM client certificate for mutual TLS (Redis's tls-auth-clients yes); empty = "
+             "none. Needs upstream.tls.key_file."},
+    {.key = "upstream.tls.key_file",
+     .type = Type::String,
+     .field = [](Config& c) -> Ref { return &c.upstream.tls.key_file; },
+     .help = "PEM private key of upstream.tls.cert_file."},
+    {.key = "upstream.tls.server_name",
+     .type = Type::String,
+     .field = [](Config& c) -> Ref { return &c.upstream.tls.server_name; },
+     .help = "Name sent as SNI and checked against the upstream's certificate; empty = the host "
+             "of upstream.address (an IP address is checked as one, without SNI)."},
+    {.key = "upstream.tls.verify",
+     .type = Type::Bool,
+     .field = [](Config& c) -> Ref { return &c.upstream.tls.verify; },
+     .help = "Verify the upstream's certificate chain and name. false encrypts without knowing "
+             "who answers: for tests only."},
 
     {.key = "protocol.proto_max_bulk_len",
      .type = Type::Size,
@@ -822,6 +886,24 @@ struct Rule {
   std::optional<std::string> (*check)(const Config&);  // the reason when broken
 };
 
+// A certificate file without its key file, or the other way round: the reason, reported
+// against the one that is set. `prefix` is "tls." or "upstream.tls.".
+std::optional<std::string> cert_key_pair(const std::string& cert, const std::string& key,
+                                         bool report_cert, std::string_view prefix) {
+  if (cert.empty() == key.empty() || report_cert == cert.empty()) return std::nullopt;
+  if (report_cert) {
+    return "set but " + std::string(prefix) + "key_file is empty; the certificate needs its key";
+  }
+  return "set but " + std::string(prefix) + "cert_file is empty; a key needs its certificate";
+}
+
+template <std::string UpstreamTlsConfig::*Field>
+std::optional<std::string> needs_upstream_tls(const Config& c) {
+  if (c.upstream.tls.enabled || (c.upstream.tls.*Field).empty()) return std::nullopt;
+  return std::string("set but upstream.tls.enabled is false: the upstream is reached without ") +
+         "TLS (set enabled: true)";
+}
+
 constexpr Rule kRules[] = {
     {"upstream.reconnect_backoff_min", "upstream.reconnect_backoff_max",
      [](const Config& c) -> std::optional<std::string> {
@@ -841,6 +923,36 @@ constexpr Rule kRules[] = {
        return std::string("set but upstream.password is empty; AUTH with a username needs ") +
               "that user's password";
      }},
+    // TLS: a certificate needs its key, client-certificate checks need a CA, and TLS settings
+    // that nothing uses are a mistake worth naming (someone believes TLS is on).
+    {"tls.cert_file", "",
+     [](const Config& c) { return cert_key_pair(c.tls.cert_file, c.tls.key_file, true, "tls."); }},
+    {"tls.key_file", "",
+     [](const Config& c) { return cert_key_pair(c.tls.cert_file, c.tls.key_file, false, "tls."); }},
+    {"tls.client_certs", "tls.ca_file",
+     [](const Config& c) -> std::optional<std::string> {
+       if (c.tls.client_certs == "none" || !c.tls.ca_file.empty()) return std::nullopt;
+       return in_quotes(c.tls.client_certs) +
+              " needs tls.ca_file, the CA that signs client certificates";
+     }},
+    {"tls.ca_file", "",
+     [](const Config& c) -> std::optional<std::string> {
+       if (c.tls.ca_file.empty() || c.tls.enabled()) return std::nullopt;
+       return std::string("set but tls.cert_file is empty: the listener does not use TLS");
+     }},
+    {"upstream.tls.cert_file", "",
+     [](const Config& c) {
+       return cert_key_pair(c.upstream.tls.cert_file, c.upstream.tls.key_file, true,
+                            "upstream.tls.");
+     }},
+    {"upstream.tls.key_file", "",
+     [](const Config& c) {
+       return cert_key_pair(c.upstream.tls.cert_file, c.upstream.tls.key_file, false,
+                            "upstream.tls.");
+     }},
+    {"upstream.tls.ca_file", "", &needs_upstream_tls<&UpstreamTlsConfig::ca_file>},
+    {"upstream.tls.cert_file", "", &needs_upstream_tls<&UpstreamTlsConfig::cert_file>},
+    {"upstream.tls.server_name", "", &needs_upstream_tls<&UpstreamTlsConfig::server_name>},
     // An enabled breaker with both triggers off could never open: surely not what was meant.
     {"breaker.enabled", "breaker.failure_threshold",
      [](const Config& c) -> std::optional<std::string> {

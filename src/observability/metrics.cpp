@@ -32,14 +32,23 @@ std::span<const std::string_view> reject_values() {
   return v;
 }
 std::span<const std::string_view> close_values() {
-  static constexpr Values<8> v{"client",
+  static constexpr Values<9> v{"client",
                                "quit",
                                "protocol_error",
                                "idle_timeout",
                                "output_buffer_limit",
                                "query_buffer_limit",
                                "shutdown",
-                               "upstream_lost"};
+                               "upstream_lost",
+                               "tls_handshake"};
+  return v;
+}
+std::span<const std::string_view> tls_side_values() {
+  static constexpr Values<2> v{"client", "upstream"};
+  return v;
+}
+std::span<const std::string_view> tls_failure_values() {
+  static constexpr Values<5> v{"timeout", "certificate", "protocol", "closed", "other"};
   return v;
 }
 std::span<const std::string_view> state_values() {
@@ -168,6 +177,14 @@ std::vector<MetricDef> make_defs() {
        "Bytes written to clients."},
       {M::ProtocolErrors, "respguard_protocol_errors_total", T::Counter,
        "Malformed requests (the client got -ERR Protocol error and was disconnected)."},
+      {M::TlsHandshakeFailures,
+       "respguard_tls_handshake_failures_total",
+       T::Counter,
+       "TLS handshakes that failed, by side (client: on the listener, the connection is closed; "
+       "upstream: the connection retries with backoff) and reason (timeout: not done within 10 "
+       "s; certificate: missing, unknown or rejected; protocol: not TLS, or a version or cipher "
+       "refused; closed: the peer hung up; other).",
+       {{"side", tls_side_values}, {"reason", tls_failure_values}}},
       {M::UpstreamConnections,
        "respguard_upstream_connections",
        T::Gauge,

@@ -37,6 +37,18 @@ Millis parse_duration(std::string_view text);
 // Bytes: "1024", "64kb", "512mb", "1gb"; k/kb/m/mb/g/gb are powers of 1024, any case.
 std::size_t parse_size(std::string_view text);
 
+// TLS on the client listener ("tls" in docs/configuration.md, docs/security.md). With
+// cert_file set, server.listen speaks TLS only.
+struct TlsConfig {
+  std::string cert_file;              // PEM certificate (chain); empty: TLS off
+  std::string key_file;               // PEM private key of cert_file
+  std::string ca_file;                // CA bundle client certificates must chain to
+  std::string client_certs = "none";  // none | optional | required (Redis tls-auth-clients)
+  std::string min_version = "1.2";    // 1.2 | 1.3
+  std::string ciphers;                // OpenSSL cipher list for TLS 1.2; empty: OpenSSL's
+  bool enabled() const { return !cert_file.empty(); }
+};
+
 struct ServerConfig {
   Endpoint listen{"127.0.0.1", 6380};
   unsigned workers = 0;  // 0 = number of cores
@@ -50,6 +62,16 @@ struct ServerConfig {
   int tcp_backlog = 511;
 };
 
+// TLS to the upstream Redis ("upstream.tls" in docs/configuration.md, docs/security.md).
+struct UpstreamTlsConfig {
+  bool enabled = false;
+  std::string ca_file;    // CA bundle the upstream's certificate must chain to; empty: system
+  std::string cert_file;  // client certificate for mutual TLS (with key_file); empty: none
+  std::string key_file;
+  std::string server_name;  // SNI and the name checked in the certificate; empty: address host
+  bool verify = true;       // verify the upstream's certificate chain and name
+};
+
 struct UpstreamConfig {
   Endpoint address{"127.0.0.1", 6379};
   std::string username;  // empty: AUTH <password> (the default user)
@@ -61,6 +83,7 @@ struct UpstreamConfig {
   Millis reconnect_backoff_min{100};
   Millis reconnect_backoff_max{5000};
   unsigned databases = 16;  // SELECT range when the upstream does not answer CONFIG GET
+  UpstreamTlsConfig tls;
 };
 
 struct LogConfig {
@@ -235,6 +258,7 @@ struct HotKeysConfig {
 struct Config {
   ServerConfig server;
   UpstreamConfig upstream;
+  TlsConfig tls;  // client-side TLS
   resp::Limits protocol;
   AuthConfig auth;  // client authentication and ACL
   LogConfig log;

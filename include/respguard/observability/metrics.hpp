@@ -39,6 +39,7 @@ enum class Metric : std::uint16_t {
   ClientBytesReceived,
   ClientBytesSent,
   ProtocolErrors,
+  TlsHandshakeFailures,
   UpstreamConnections,
   UpstreamRequestDuration,
   UpstreamReconnects,
@@ -93,8 +94,12 @@ enum class CloseReason : std::uint8_t {
   OutputBufferLimit,
   QueryBufferLimit,
   Shutdown,
-  UpstreamLost
+  UpstreamLost,
+  TlsHandshake
 };
+// TLS handshakes that failed: on which side, and why (tls::FailureKind, in the same order).
+enum class TlsSide : std::uint8_t { Client, Upstream };
+enum class TlsFailure : std::uint8_t { Timeout, Certificate, Protocol, Closed, Other };
 enum class UpstreamState : std::uint8_t { Connecting, Ready, Backoff };
 enum class UpstreamError : std::uint8_t { Connect, Read, Write, Protocol, Timeout, Handshake };
 enum class ReloadResult : std::uint8_t { Success, Failure };

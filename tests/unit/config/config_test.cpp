@@ -81,19 +81,28 @@ std::vector<std::string> reference_keys() {
 }
 
 // True when `yaml` sets `key` as an uncommented line in the expected section:
-// "upstream.address" needs "upstream:" followed by an indented "address:" line.
+// "upstream.address" needs "upstream:" followed by an indented "address:" line, and
+// "upstream.tls.enabled" an "enabled:" line indented below "  tls:" in that section.
 bool yaml_sets(const std::string& yaml, const std::string& key) {
-  const std::size_t dot = key.find('.');
-  const std::string section = dot == std::string::npos ? "" : key.substr(0, dot);
-  const std::string name = dot == std::string::npos ? key : key.substr(dot + 1);
+  std::vector<std::string> parts;
+  for (std::size_t start = 0;;) {
+    const std::size_t dot = key.find('.', start);
+    parts.push_back(key.substr(start, dot - start));
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
   std::istringstream lines(yaml);
-  bool in_section = section.empty();
+  std::size_t open = 0;  // sections of `key` entered so far, each two spaces deeper
   for (std::string line; std::getline(lines, line);) {
-    const bool indented = line.starts_with("  ");
-    if (!indented && !line.empty() && line[0] != '#') in_section = section.empty();
-    if (!indented && line == section + ":") in_section = true;
-    const std::string expected = (section.empty() ? "" : "  ") + name + ":";
-    if (in_section && line.starts_with(expected)) return true;
+    const std::size_t indent = line.find_first_not_of(' ');
+    if (indent == std::string::npos || line[indent] == '#') continue;
+    const std::size_t level = indent / 2;
+    if (indent % 2 != 0 || level > open) continue;  // inside something else
+    open = level;
+    if (!line.compare(indent, parts[level].size() + 1, parts[level] + ":")) {
+      if (level + 1 == parts.size()) return true;
+      open = level + 1;
+    }
   }
   return false;
 }
@@ -112,6 +121,13 @@ client:
 server:
   tcp_backlog: 1024
   max_pinned_connections: 10
+tls:
+  cert_file: /etc/respguard/tls/server.crt
+  key_file: /etc/respguard/tls/server.key
+  ca_file: /etc/respguard/tls/ca.crt
+  client_certs: required
+  min_version: "1.3"
+  ciphers: "ECDHE+AESGCM"
 admin:
   enabled: false
   listen: 0.0.0.0:9999
@@ -128,6 +144,13 @@ upstream:
   reconnect_backoff_min: 50ms
   reconnect_backoff_max: 1m
   databases: 4
+  tls:
+    enabled: true
+    ca_file: /etc/respguard/tls/redis-ca.crt
+    cert_file: /etc/respguard/tls/client.crt
+    key_file: /etc/respguard/tls/client.key
+    server_name: redis.internal
+    verify: false
 protocol:
   proto_max_bulk_len: 1gb
   max_multibulk_len: 4096
@@ -299,6 +322,18 @@ TEST(ConfigLoad, EveryOptionIsRead) {
   EXPECT_EQ(c.upstream.reconnect_backoff_min, Millis(50));
   EXPECT_EQ(c.upstream.reconnect_backoff_max, Millis(60'000));
   EXPECT_EQ(c.upstream.databases, 4u);
+  EXPECT_EQ(c.tls.cert_file, "/etc/respguard/tls/server.crt");
+  EXPECT_EQ(c.tls.key_file, "/etc/respguard/tls/server.key");
+  EXPECT_EQ(c.tls.ca_file, "/etc/respguard/tls/ca.crt");
+  EXPECT_EQ(c.tls.client_certs, "required");
+  EXPECT_EQ(c.tls.min_version, "1.3");
+  EXPECT_EQ(c.tls.ciphers, "ECDHE+AESGCM");
+  EXPECT_TRUE(c.upstream.tls.enabled);
+  EXPECT_EQ(c.upstream.tls.ca_file, "/etc/respguard/tls/redis-ca.crt");
+  EXPECT_EQ(c.upstream.tls.cert_file, "/etc/respguard/tls/client.crt");
+  EXPECT_EQ(c.upstream.tls.key_file, "/etc/respguard/tls/client.key");
+  EXPECT_EQ(c.upstream.tls.server_name, "redis.internal");
+  EXPECT_FALSE(c.upstream.tls.verify);
   EXPECT_EQ(c.protocol.max_bulk_len, 1024u * 1024 * 1024);
   EXPECT_EQ(c.protocol.max_multibulk_len, 4096u);
   EXPECT_EQ(c.protocol.max_inline_len, 4096u);
@@ -693,6 +728,39 @@ TEST(ConfigErrors, UsernameWithoutPassword) {
   EXPECT_EQ(load_error("upstream:\n  username: app\n"),
             "respguard.yaml:2: upstream.username: set but upstream.password is empty; AUTH with a "
             "username needs that user's password");
+}
+
+TEST(ConfigErrors, TlsCertificateNeedsItsKey) {
+  EXPECT_EQ(load_error("tls:\n  cert_file: server.crt\n"),
+            "respguard.yaml:2: tls.cert_file: set but tls.key_file is empty; the certificate "
+            "needs its key");
+  EXPECT_EQ(load_error("tls:\n  key_file: server.key\n"),
+            "respguard.yaml:2: tls.key_file: set but tls.cert_file is empty; a key needs its "
+            "certificate");
+  EXPECT_EQ(load_error("upstream:\n  tls:\n    enabled: true\n    cert_file: c.crt\n"),
+            "respguard.yaml:4: upstream.tls.cert_file: set but upstream.tls.key_file is empty; "
+            "the certificate needs its key");
+}
+
+TEST(ConfigErrors, TlsClientCertificatesNeedACa) {
+  EXPECT_EQ(load_error("tls:\n  cert_file: s.crt\n  key_file: s.key\n  client_certs: required\n"),
+            "respguard.yaml:4: tls.client_certs: 'required' needs tls.ca_file, the CA that signs "
+            "client certificates");
+  EXPECT_EQ(load_error("tls:\n  ca_file: ca.crt\n"),
+            "respguard.yaml:2: tls.ca_file: set but tls.cert_file is empty: the listener does not "
+            "use TLS");
+  EXPECT_EQ(load_error("tls:\n  min_version: \"1.1\"\n"),
+            "respguard.yaml:2: tls.min_version: expected one of 1.2, 1.3, got '1.1'");
+}
+
+TEST(ConfigErrors, UpstreamTlsSettingsNeedEnabled) {
+  EXPECT_EQ(load_error("upstream:\n  tls:\n    ca_file: ca.crt\n"),
+            "respguard.yaml:3: upstream.tls.ca_file: set but upstream.tls.enabled is false: the "
+            "upstream is reached without TLS (set enabled: true)");
+  Config c;
+  c.upstream.tls.enabled = true;
+  c.upstream.tls.ca_file = "ca.crt";
+  EXPECT_EQ(validate_error(c), "(no error)");
 }
 
 TEST(ConfigErrors, SourceNameDefaultsToString) {
