@@ -24,6 +24,9 @@ using upstream::UpstreamConnection;
 constexpr std::size_t kReadChunk = 16 * 1024;
 constexpr std::size_t kKeepBuffer = 64 * 1024;  // larger buffers are released once drained
 constexpr std::size_t kInitialSlots = 16;
+// A client must finish its TLS handshake within this; nothing else bounds it when
+// client.idle_timeout is 0, and a peer that never finishes would hold a connection slot.
+constexpr std::chrono::seconds kTlsHandshakeTimeout{10};
 
 std::string endpoint_text(const tcp::endpoint& ep) {
   if (ep.address().is_v6())
@@ -93,6 +96,8 @@ ClientSession::ClientSession(Worker& worker, tcp::socket socket, std::uint64_t i
   if (worker_.live().acl->enabled()) acl_ = worker_.live().acl;
   set_authenticated(acl_ == nullptr && config_.upstream.password.empty());
   update_rate_identity();
+  // The context current at accept: this connection keeps it, whatever a reload installs later.
+  if (auto context = worker_.shared().tls.listener.current()) socket_.start_tls(std::move(context));
 }
 
 bool ClientSession::adopt_live_config() {
@@ -178,7 +183,43 @@ ClientSession::~ClientSession() {
 }
 
 void ClientSession::start() {
+  if (socket_.tls()) return start_tls_handshake();
   start_read();
+}
+
+void ClientSession::start_tls_handshake() {
+  auto timer = std::make_shared<asio::steady_timer>(socket_.get_executor(), kTlsHandshakeTimeout);
+  timer->async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+    auto self = weak.lock();
+    if (ec || !self || self->closed_) return;
+    boost::system::error_code ignored;
+    self->socket_.close(ignored);  // the handshake's handler sees it fail, and counts a timeout
+  });
+  socket_.async_handshake(asio::ssl::stream_base::server, [this, self = shared_from_this(),
+                                                           timer](boost::system::error_code ec) {
+    timer->cancel();
+    if (closed_) return;
+    if (!ec) return start_read();
+    const bool timed_out = SteadyClock::now() >= timer->expiry();
+    const tls::FailureKind kind = timed_out ? tls::FailureKind::Timeout : tls::classify(ec);
+    state_metrics_.inc(
+        Metric::TlsHandshakeFailures,
+        observability::series_index(Metric::TlsHandshakeFailures,
+                                    static_cast<std::size_t>(observability::TlsSide::Client),
+                                    static_cast<std::size_t>(kind)));
+    // A scanner or a misconfigured fleet can fail thousands of handshakes: one line a second.
+    static LogLimiter limiter(std::chrono::seconds(1));
+    std::uint64_t suppressed = 0;
+    if (limiter.allow(suppressed)) {
+      spdlog::warn("client {} {}: TLS handshake failed: {}; closing ({} similar suppressed)", id_,
+                   info_->addr,
+                   timed_out
+                       ? "not done within " + std::to_string(kTlsHandshakeTimeout.count()) + " s"
+                       : tls::describe(ec, socket_.ssl()),
+                   suppressed);
+    }
+    close(CloseReason::TlsHandshake);
+  });
 }
 
 // ---------------------------------------------------------------------------- reading

@@ -324,9 +324,14 @@ bool ProxyServer::start_once(int upstream_port, const ProxyOptions& options) {
                "127.0.0.1:" + std::to_string(admin_port_), "--log-level", "warn"});
   argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
   process_.start(argv, log_path_);
-  // 10 s rather than 5: sanitizer builds start slowly.
-  wait_until([this] { return !process_.running() || answers_ping(port_, true); }, 10000ms);
-  return process_.running() && answers_ping(port_, true);
+  // 10 s rather than 5: sanitizer builds start slowly. With TLS on the listener, /readyz says
+  // when the listener (bound before the admin endpoint) and the upstream connections are up.
+  auto up = [&] {
+    return options.tls_listener ? http_status(admin_port_, "/readyz") == 200
+                                : answers_ping(port_, true);
+  };
+  wait_until([&] { return !process_.running() || up(); }, 10000ms);
+  return process_.running() && up();
 }
 
 std::string ProxyServer::log() const {

@@ -95,6 +95,9 @@ class RedisServer {
 struct ProxyOptions {
   std::string config_yaml;  // non-empty: written to <tmp>/respguard.yaml, passed as --config
   std::vector<std::string> extra_args;
+  // The config turns TLS on for the listener: startup is awaited on /readyz, not with a
+  // plaintext PING (which would count as a failed handshake).
+  bool tls_listener = false;
 };
 
 // respguard --listen 127.0.0.1:<port> --upstream 127.0.0.1:<upstream> --workers 2 ...

@@ -15,6 +15,7 @@
 
 #include "respguard/common/asio.hpp"
 #include "respguard/common/io_buffer.hpp"
+#include "respguard/common/stream.hpp"
 #include "respguard/observability/metrics.hpp"
 #include "respguard/policy/write_effects.hpp"
 #include "respguard/protection/acl.hpp"
@@ -162,6 +163,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
     SlotHooks hooks;
   };
 
+  void start_tls_handshake();  // tls.cert_file set: before the first read
   void start_read();
   void on_read(std::size_t n);
   void process_input();
@@ -249,7 +251,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   std::size_t unread_bytes();
 
   Worker& worker_;
-  tcp::socket socket_;
+  Stream socket_;  // TLS when tls.cert_file is set
   const std::uint64_t id_;
   std::shared_ptr<ClientInfo> info_;
   const config::Config& config_;

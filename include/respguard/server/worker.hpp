@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "respguard/common/asio.hpp"
+#include "respguard/common/tls.hpp"
 #include "respguard/config/config.hpp"
 #include "respguard/observability/metrics.hpp"
 #include "respguard/policy/random.hpp"
@@ -44,6 +45,7 @@ struct SharedState {
   // Worker::set_live(); only the main thread touches this one.
   std::shared_ptr<const LiveConfig> live;
   ClientRegistry registry;
+  tls::Contexts tls{config};  // TLS contexts (tls.*, upstream.tls.*); reload() on SIGHUP
   std::atomic<std::size_t> clients{0};
   std::atomic<std::size_t> dedicated_connections{0};
   std::atomic<std::uint64_t> next_client_id{1};
