@@ -123,6 +123,7 @@ std::shared_ptr<upstream::UpstreamConnection> Coherence::open(const std::string&
   upstream::ConnectionOptions o = upstream::ConnectionOptions::from(config_);
   o.name = name;
   o.dedicated = true;  // we reconnect it ourselves: a lost channel must be noticed, not hidden
+  o.tls = &shared_.tls.upstream;
   o.metrics = &metrics_;
   o.quiet = true;
   auto conn =

@@ -42,8 +42,8 @@ Server::Server(const config::Config& config, ConfigSource reload_source)
   shared_.metrics.set_sampler(Metric::RateLimitIdentities, [this] {
     return static_cast<double>(shared_.live->rate_limiter->size());
   });
-  health_ = std::make_unique<upstream::HealthChecker>(io_, config, shared_.guard,
-                                                      shared_.upstream_info, main_metrics());
+  health_ = std::make_unique<upstream::HealthChecker>(
+      io_, config, shared_.guard, shared_.upstream_info, main_metrics(), &shared_.tls.upstream);
   shared_.metrics.set_sampler(Metric::PinnedConnections, [this] {
     return static_cast<double>(shared_.dedicated_connections.load(std::memory_order_relaxed));
   });

@@ -16,8 +16,10 @@ Worker::Worker(unsigned index, SharedState& shared)
       shared_(shared),
       io_(1),  // one thread per io_context: Asio can skip its internal locking
       work_(asio::make_work_guard(io_)),
-      pool_(io_, shared.config, index, shared.upstream_info, shared.dedicated_connections,
-            shared.metrics.shard(index), &shared.guard, [this] { flush_dirty(); }),
+      pool_(
+          io_, shared.config, index, shared.upstream_info, shared.dedicated_connections,
+          shared.metrics.shard(index), &shared.guard, [this] { flush_dirty(); },
+          &shared.tls.upstream),
       sweep_timer_(io_),
       live_(shared.live),
       random_(std::random_device{}() ^ (static_cast<std::uint64_t>(index) << 32)) {

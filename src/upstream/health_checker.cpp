@@ -6,7 +6,7 @@ namespace respguard::upstream {
 
 HealthChecker::HealthChecker(asio::io_context& io, const config::Config& config,
                              UpstreamGuard& guard, std::shared_ptr<UpstreamInfo> info,
-                             observability::Shard& metrics)
+                             observability::Shard& metrics, const tls::ContextHolder* tls)
     : io_(io), config_(config), guard_(guard), metrics_(metrics), timer_(io) {
   const config::UpstreamConfig& up = config.upstream;
   ConnectionOptions o = ConnectionOptions::from(config);
@@ -20,6 +20,7 @@ HealthChecker::HealthChecker(asio::io_context& io, const config::Config& config,
   o.name = "respguard-health";
   o.quiet = true;
   o.metrics = &metrics;  // the main thread's shard; the guard is not told: checks speak for it
+  o.tls = tls;           // checks take the same path as client traffic: TLS when it is on
   conn_ = std::make_shared<UpstreamConnection>(io, std::move(o), std::move(info));
 }
 

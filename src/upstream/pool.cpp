@@ -10,7 +10,8 @@ constexpr std::size_t kMaxIdleDedicated = 4;
 
 Pool::Pool(asio::io_context& io, const config::Config& config, unsigned worker_index,
            std::shared_ptr<UpstreamInfo> info, std::atomic<std::size_t>& dedicated_count,
-           observability::Shard& metrics, UpstreamGuard* guard, std::function<void()> on_batch_end)
+           observability::Shard& metrics, UpstreamGuard* guard, std::function<void()> on_batch_end,
+           const tls::ContextHolder* tls)
     : io_(io),
       config_(config),
       worker_index_(worker_index),
@@ -18,7 +19,8 @@ Pool::Pool(asio::io_context& io, const config::Config& config, unsigned worker_i
       dedicated_count_(dedicated_count),
       metrics_(metrics),
       guard_(guard),
-      on_batch_end_(std::move(on_batch_end)) {}
+      on_batch_end_(std::move(on_batch_end)),
+      tls_(tls) {}
 
 Pool::~Pool() {
   stop();
@@ -33,6 +35,7 @@ ConnectionOptions Pool::options(int protocol, bool dedicated, const std::string&
   o.record_latency = config_.admin.metrics;
   o.guard = guard_;
   o.guard_shard = worker_index_;
+  o.tls = tls_;
   return o;
 }
 

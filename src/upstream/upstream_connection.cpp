@@ -95,6 +95,8 @@ ConnectionOptions ConnectionOptions::from(const config::Config& config) {
   o.reconnect_backoff_min = up.reconnect_backoff_min;
   o.reconnect_backoff_max = up.reconnect_backoff_max;
   o.limits = config.protocol;
+  o.tls_server_name = up.tls.server_name.empty() ? up.address.host : up.tls.server_name;
+  o.tls_verify = up.tls.verify;
   return o;
 }
 
@@ -124,16 +126,44 @@ void UpstreamConnection::connect() {
           return fail("resolve " + options_.endpoint.host + ": " + ec.message(), true,
                       observability::UpstreamError::Connect);
         }
-        asio::async_connect(socket_, results,
+        asio::async_connect(socket_.socket(), results,
                             [this, self, gen](boost::system::error_code ec, const tcp::endpoint&) {
                               if (gen != generation_ || state_ != State::Connecting) return;
                               if (ec) {
                                 return fail("connect: " + ec.message(), true,
                                             observability::UpstreamError::Connect);
                               }
+                              if (options_.tls != nullptr && options_.tls->enabled()) {
+                                return start_tls_handshake();
+                              }
                               on_connected();
                             });
       });
+}
+
+// Still Connecting: the connect timeout (backoff_timer_) bounds the handshake too. Each attempt
+// gets a fresh TLS session with the context current now (a reload affects the next connect).
+void UpstreamConnection::start_tls_handshake() {
+  socket_.start_tls(options_.tls->current());
+  tls::set_upstream_peer(socket_.ssl(), options_.tls_server_name, options_.tls_verify);
+  const std::uint64_t gen = generation_;
+  socket_.async_handshake(asio::ssl::stream_base::client, [this, self = shared_from_this(),
+                                                           gen](boost::system::error_code ec) {
+    if (gen != generation_ || state_ != State::Connecting) return;
+    if (ec) {
+      if (options_.metrics != nullptr) {
+        options_.metrics->inc(
+            observability::Metric::TlsHandshakeFailures,
+            observability::series_index(observability::Metric::TlsHandshakeFailures,
+                                        static_cast<std::size_t>(observability::TlsSide::Upstream),
+                                        static_cast<std::size_t>(tls::classify(ec))));
+      }
+      return fail("TLS handshake with " + options_.tls_server_name + ": " +
+                      tls::describe(ec, socket_.ssl()),
+                  true, observability::UpstreamError::Connect);
+    }
+    on_connected();
+  });
 }
 
 void UpstreamConnection::on_connected() {

@@ -1,4 +1,4 @@
-// TLS on the client listener (docs/security.md, "TLS"). Certificates are
+// TLS on the client listener and to the upstream (docs/security.md, "TLS"). Certificates are
 // made per suite by scripts/gen-tls-certs (the openssl CLI) in a temp dir: CA "a" signs the
 // proxy's and Redis's certificates and the good client's; CA "b" signs a client certificate
 // the proxy must refuse. Clients are redis-cli --tls and a small OpenSSL client below, which
@@ -374,6 +374,142 @@ TEST_F(TlsListener, BadCertificateFilesStopStartupNamingTheFile) {
   EXPECT_NE(mismatch.find("tls.key_file '" + certs_->a + "/client.key': does not match"),
             std::string::npos)
       << mismatch;
+}
+
+// ---- upstream ----
+
+// redis-server with only a TLS port (--port 0), its certificate from CA a; `auth_clients`
+// "yes" wants a client certificate (mutual TLS).
+class TlsRedis {
+ public:
+  TlsRedis(const Certs& certs, const std::string& auth_clients) : certs_(certs) {
+    dir_ = make_temp_dir();
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      port_ = free_port();
+      process_.start({REDIS_SERVER_BINARY,
+                      "--port",
+                      "0",
+                      "--tls-port",
+                      std::to_string(port_),
+                      "--bind",
+                      "127.0.0.1",
+                      "--save",
+                      "",
+                      "--appendonly",
+                      "no",
+                      "--dir",
+                      dir_,
+                      "--tls-cert-file",
+                      certs.a + "/server.crt",
+                      "--tls-key-file",
+                      certs.a + "/server.key",
+                      "--tls-ca-cert-file",
+                      certs.a + "/ca.crt",
+                      "--tls-auth-clients",
+                      auth_clients},
+                     dir_ + "/redis.log");
+      if (wait_until([this] { return !process_.running() || cli({"PING"}) == "PONG"; }, 5000ms) &&
+          process_.running()) {
+        return;
+      }
+      process_.kill();
+    }
+    throw std::runtime_error("redis-server --tls-port did not start");
+  }
+  ~TlsRedis() {
+    process_.kill();
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+  int port() const { return port_; }
+  // redis-cli over TLS with the good client certificate, straight to Redis.
+  std::string cli(const std::vector<std::string>& args) const {
+    return redis_cli_tls(port_,
+                         {"--cacert", certs_.a + "/ca.crt", "--cert", certs_.a + "/client.crt",
+                          "--key", certs_.a + "/client.key"},
+                         args);
+  }
+  long long calls(const std::string& command) const {
+    return calls_in(cli({"INFO", "commandstats"}), command);
+  }
+
+ private:
+  const Certs& certs_;
+  std::string dir_;
+  int port_ = 0;
+  ChildProcess process_;
+};
+
+std::string upstream_yaml(const Certs& c, const std::string& ca_dir, bool client_cert) {
+  std::string yaml = "upstream:\n  tls:\n    enabled: true\n    ca_file: " + ca_dir + "/ca.crt\n";
+  if (client_cert) {
+    yaml += "    cert_file: " + c.a + "/client.crt\n    key_file: " + c.a + "/client.key\n";
+  }
+  return yaml;
+}
+
+class TlsUpstream : public TlsListener {};
+
+TEST_F(TlsUpstream, MutualTlsCarriesCommandsHealthChecksIncluded) {
+  TlsRedis redis(*certs_, "yes");
+  ProxyOptions o;
+  // A negative-cache rule brings up the coherence channel, also over TLS.
+  o.config_yaml = upstream_yaml(*certs_, certs_->a, true) +
+                  "health_check:\n  interval: 100ms\nrules:\n  - match: \"neg:*\"\n"
+                  "    negative_cache:\n      ttl: 1m\n";
+  ProxyServer proxy(redis.port(), o);  // address 127.0.0.1: verified against the IP SAN
+  Client client(proxy.port());
+  ASSERT_TRUE(client.connected()) << client.error();
+  const long long sets = redis.calls("set");
+  const long long gets = redis.calls("get");
+  EXPECT_EQ(client.run({"SET", "tls:up", "v1"}), "+OK");
+  EXPECT_EQ(client.run({"GET", "tls:up"}), "$v1");
+  EXPECT_EQ(redis.calls("set"), sets + 1);
+  EXPECT_EQ(redis.calls("get"), gets + 1);
+  EXPECT_EQ(redis.cli({"GET", "tls:up"}), "v1");
+  // The health checker's PINGs arrive over TLS too, and every worker has a ready connection.
+  const long long pings = redis.calls("ping");
+  EXPECT_TRUE(wait_until([&] { return redis.calls("ping") >= pings + 3; }, 5000ms));
+  // /readyz waits for the coherence channel as well as every worker's connection.
+  EXPECT_TRUE(
+      wait_until([&] { return http_status(proxy.admin_port(), "/readyz") == 200; }, 5000ms));
+  // A direct write reaches the proxy's negative cache through the channel: the nil it learnt is
+  // dropped and the value read.
+  EXPECT_EQ(client.run({"GET", "neg:k"}), "(nil)");
+  EXPECT_EQ(client.run({"GET", "neg:k"}), "(nil)");
+  EXPECT_GE(metric(proxy, "respguard_negative_cache_hits_total"), 1);  // the nil was learnt
+  EXPECT_EQ(redis.cli({"SET", "neg:k", "direct"}), "OK");
+  EXPECT_TRUE(wait_until([&] { return client.run({"GET", "neg:k"}) == "$direct"; }, 5000ms));
+  EXPECT_EQ(metric(proxy,
+                   "respguard_tls_handshake_failures_total{side=\"upstream\",reason="
+                   "\"certificate\"}"),
+            0);
+}
+
+TEST_F(TlsUpstream, ServerOnlyTlsWithoutClientCertificate) {
+  TlsRedis redis(*certs_, "no");
+  ProxyOptions o;
+  o.config_yaml = upstream_yaml(*certs_, certs_->a, false);
+  ProxyServer proxy(redis.port(), o);
+  Client client(proxy.port());
+  EXPECT_EQ(client.run({"SET", "tls:one-way", "x"}), "+OK");
+  EXPECT_EQ(redis.cli({"GET", "tls:one-way"}), "x");
+}
+
+TEST_F(TlsUpstream, UntrustedUpstreamCertificateIsRefused) {
+  TlsRedis redis(*certs_, "no");
+  ProxyOptions o;
+  o.config_yaml = upstream_yaml(*certs_, certs_->b, false);  // trusts CA b only
+  ProxyServer proxy(redis.port(), o);
+  EXPECT_GE(metric_reaches(proxy,
+                           "respguard_tls_handshake_failures_total{side=\"upstream\",reason="
+                           "\"certificate\"}",
+                           1),
+            1);
+  Client client(proxy.port());
+  EXPECT_EQ(client.run({"SET", "tls:untrusted", "x"}).substr(0, 1), "-");
+  EXPECT_EQ(redis.calls("set"), 0);
+  EXPECT_NE(proxy.log().find("certificate verify failed"), std::string::npos);
 }
 
 }  // namespace

@@ -17,7 +17,8 @@ namespace respguard::upstream {
 class HealthChecker final : private ReplySink {
  public:
   HealthChecker(asio::io_context& io, const config::Config& config, UpstreamGuard& guard,
-                std::shared_ptr<UpstreamInfo> info, observability::Shard& metrics);
+                std::shared_ptr<UpstreamInfo> info, observability::Shard& metrics,
+                const tls::ContextHolder* tls = nullptr);
   ~HealthChecker();
 
   void start();

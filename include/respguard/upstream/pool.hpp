@@ -16,7 +16,8 @@ class Pool {
  public:
   Pool(asio::io_context& io, const config::Config& config, unsigned worker_index,
        std::shared_ptr<UpstreamInfo> info, std::atomic<std::size_t>& dedicated_count,
-       observability::Shard& metrics, UpstreamGuard* guard, std::function<void()> on_batch_end);
+       observability::Shard& metrics, UpstreamGuard* guard, std::function<void()> on_batch_end,
+       const tls::ContextHolder* tls = nullptr);
   ~Pool();
 
   void start();
@@ -47,6 +48,7 @@ class Pool {
   observability::Shard& metrics_;
   UpstreamGuard* guard_;
   std::function<void()> on_batch_end_;
+  const tls::ContextHolder* tls_;  // upstream.tls contexts (null: plaintext)
   std::vector<std::shared_ptr<UpstreamConnection>> shared_resp2_;
   std::vector<std::shared_ptr<UpstreamConnection>> shared_resp3_;
   std::vector<std::shared_ptr<UpstreamConnection>> idle_dedicated_;

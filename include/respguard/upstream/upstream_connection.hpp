@@ -21,6 +21,8 @@
 
 #include "respguard/common/asio.hpp"
 #include "respguard/common/io_buffer.hpp"
+#include "respguard/common/stream.hpp"
+#include "respguard/common/tls.hpp"
 #include "respguard/config/config.hpp"
 #include "respguard/observability/metrics.hpp"
 #include "respguard/resp/parser.hpp"
@@ -85,6 +87,11 @@ struct ConnectionOptions {
   bool record_latency = false;              // also the upstream latency histogram (admin.metrics)
   UpstreamGuard* guard = nullptr;           // the circuit breaker hears every reply and failure
   bool quiet = false;  // failures logged at debug (the health checker reports them itself)
+  // upstream.tls: with `tls` set and enabled, every connect does a TLS handshake (within
+  // connect_timeout) with the holder's current context before HELLO/AUTH.
+  const tls::ContextHolder* tls = nullptr;
+  std::string tls_server_name;  // SNI and the certificate name: server_name or the address host
+  bool tls_verify = true;
 
   // The upstream section of `config`: address, credentials, timeouts, backoff, limits. The
   // caller adds what differs per connection (name, protocol, metrics, guard).
@@ -163,6 +170,7 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
 
   void connect();
   void on_connected();
+  void start_tls_handshake();
   void queue_handshake();
   void start_read();
   void on_read(std::size_t n);
@@ -183,7 +191,7 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   asio::io_context& io_;
   ConnectionOptions options_;
   std::shared_ptr<UpstreamInfo> info_;
-  tcp::socket socket_;
+  Stream socket_;  // plaintext, or TLS with upstream.tls
   tcp::resolver resolver_;
   asio::steady_timer timer_;  // request deadlines and connect timeout
   asio::steady_timer backoff_timer_;
