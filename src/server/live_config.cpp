@@ -20,9 +20,22 @@ constexpr std::array<std::string_view, 7> kLiveKeys = {
     "rules",
 };
 constexpr std::array<std::string_view, 3> kLiveSections = {"auth.", "guard.", "rate_limit."};
+// TLS settings that live in the SSL contexts, which a reload rebuilds (new connections take the
+// new one). Turning TLS on or off, and the upstream's expected name, need a restart.
+constexpr std::array<std::string_view, 9> kLiveTlsKeys = {
+    "tls.cert_file",          "tls.key_file",          "tls.ca_file",
+    "tls.client_certs",       "tls.min_version",       "tls.ciphers",
+    "upstream.tls.ca_file",   "upstream.tls.cert_file", "upstream.tls.key_file",
+};
 
-bool live_key(std::string_view key) {
-  return std::find(kLiveKeys.begin(), kLiveKeys.end(), key) != kLiveKeys.end() ||
+bool live_key(std::string_view key, const config::Config& running, const config::Config& next) {
+  if (key.starts_with("tls.") && running.tls.cert_file.empty() != next.tls.cert_file.empty()) {
+    return false;  // the listener would change protocol under its clients
+  }
+  auto in = [key](const auto& keys) {
+    return std::find(keys.begin(), keys.end(), key) != keys.end();
+  };
+  return in(kLiveKeys) || in(kLiveTlsKeys) ||
          std::any_of(kLiveSections.begin(), kLiveSections.end(),
                      [key](std::string_view s) { return key.starts_with(s); });
 }
@@ -56,7 +69,8 @@ ReloadPlan plan_reload(const config::Config& running, const config::Config& next
   ReloadPlan plan{.effective = next};
   for (std::string& key : config::differing_options(running, next)) {
     const bool live =
-        live_key(key) && (key != "rules" || same_local_state(running.rules, next.rules));
+        live_key(key, running, next) &&
+        (key != "rules" || same_local_state(running.rules, next.rules));
     if (!live) config::copy_option(plan.effective, running, key);
     (live ? plan.applied : plan.need_restart).push_back(std::move(key));
   }

@@ -253,6 +253,9 @@ Server::ReloadOutcome Server::reload(std::string_view trigger) {
   } catch (const std::invalid_argument& e) {
     return fail(e.what());  // an ACL rule
   }
+  // Certificates are read again even when their paths did not change: renewing one means
+  // replacing its files in place. Both contexts or neither; new connections take them.
+  if (std::string why = shared_.tls.reload(plan.effective); !why.empty()) return fail(why);
   if (plan.effective.log.level != running->config.log.level) {
     spdlog::set_level(spdlog::level::from_str(plan.effective.log.level));
   }

@@ -379,10 +379,7 @@ TEST_F(TlsListener, BadCertificateFilesStopStartupNamingTheFile) {
 
 // Certificates are re-read on SIGHUP: new connections get the new one, a connection made
 // before keeps working; a reload whose files do not load changes nothing.
-//
-// DISABLED until Server::reload calls shared_.tls.reload(plan.effective) (see the TLS section
-// of docs/security.md); run it with --gtest_also_run_disabled_tests.
-TEST_F(TlsListener, DISABLED_SighupReloadsCertificatesForNewConnectionsOnly) {
+TEST_F(TlsListener, SighupReloadsCertificatesForNewConnectionsOnly) {
   const std::string dir = certs_->dir + "/reload";
   std::filesystem::create_directories(dir);
   std::filesystem::copy_file(certs_->a + "/server.crt", dir + "/server.crt");

@@ -58,6 +58,28 @@ TEST(PlanReload, UsersApplyLive) {
   EXPECT_TRUE(plan.need_restart.empty());
 }
 
+TEST(PlanReload, CertificatesChangeLiveButTurningTlsOnOrOffNeedsARestart) {
+  config::Config running;
+  running.tls.cert_file = "/etc/tls/a.crt";
+  running.tls.key_file = "/etc/tls/a.key";
+  config::Config next = running;
+  next.tls.cert_file = "/etc/tls/b.crt";
+  next.tls.key_file = "/etc/tls/b.key";
+  next.upstream.tls.server_name = "redis.internal";
+  ReloadPlan plan = plan_reload(running, next);
+  EXPECT_EQ(plan.applied, (Strings{"tls.cert_file", "tls.key_file"}));
+  EXPECT_EQ(plan.need_restart, Strings{"upstream.tls.server_name"});
+
+  config::Config off = running;
+  off.tls.cert_file.clear();
+  off.tls.key_file.clear();
+  plan = plan_reload(running, off);
+  EXPECT_TRUE(plan.applied.empty());
+  EXPECT_EQ(plan.need_restart, (Strings{"tls.cert_file", "tls.key_file"}));
+  EXPECT_EQ(plan.effective.tls.cert_file, running.tls.cert_file);
+  EXPECT_EQ(plan.effective.tls.key_file, running.tls.key_file);
+}
+
 TEST(PlanReload, RulesWithoutLocalStateChangeFreely) {
   config::Config running;
   running.rules = {rule("user:*"), rule("neg:*")};
