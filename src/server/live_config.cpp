@@ -23,9 +23,9 @@ constexpr std::array<std::string_view, 3> kLiveSections = {"auth.", "guard.", "r
 // TLS settings that live in the SSL contexts, which a reload rebuilds (new connections take the
 // new one). Turning TLS on or off, and the upstream's expected name, need a restart.
 constexpr std::array<std::string_view, 9> kLiveTlsKeys = {
-    "tls.cert_file",          "tls.key_file",          "tls.ca_file",
-    "tls.client_certs",       "tls.min_version",       "tls.ciphers",
-    "upstream.tls.ca_file",   "upstream.tls.cert_file", "upstream.tls.key_file",
+    "tls.cert_file",        "tls.key_file",           "tls.ca_file",
+    "tls.client_certs",     "tls.min_version",        "tls.ciphers",
+    "upstream.tls.ca_file", "upstream.tls.cert_file", "upstream.tls.key_file",
 };
 
 bool live_key(std::string_view key, const config::Config& running, const config::Config& next) {
@@ -68,9 +68,8 @@ bool same_local_state(const std::vector<config::RuleConfig>& a,
 ReloadPlan plan_reload(const config::Config& running, const config::Config& next) {
   ReloadPlan plan{.effective = next};
   for (std::string& key : config::differing_options(running, next)) {
-    const bool live =
-        live_key(key, running, next) &&
-        (key != "rules" || same_local_state(running.rules, next.rules));
+    const bool live = live_key(key, running, next) &&
+                      (key != "rules" || same_local_state(running.rules, next.rules));
     if (!live) config::copy_option(plan.effective, running, key);
     (live ? plan.applied : plan.need_restart).push_back(std::move(key));
   }
