@@ -6,6 +6,7 @@
 #include "respguard/config/config.hpp"
 
 #include <arpa/inet.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -1376,27 +1377,81 @@ std::string describe_node(const YAML::Node& node) {
   return in_quotes(node.Scalar());
 }
 
+// Counts a stream's documents, for a stream that must hold one. YAML::LoadAll is not used: on some
+// invalid input (a stray ',' at the top level, "- a-\n, j") yaml-cpp 0.7's parser keeps
+// reporting empty documents and LoadAll loops forever, allocating (yaml-cpp #1040, fixed
+// upstream by #1319 after 0.8); found by the config fuzz target. Asking the parser for at most
+// two documents cannot loop, and a second document is an error anyway.
+class DocumentCounter final : public YAML::EventHandler {
+ public:
+  // Where a second document starts (1-based line), or 0 when there is at most one; `empty`:
+  // that document holds nothing (a stray ',' parses as endless empty documents).
+  static int second_document_line(const std::string& yaml, bool& empty) {
+    std::istringstream in(yaml);
+    YAML::Parser parser(in);
+    DocumentCounter counter;
+    for (int i = 0; i < 2 && parser.HandleNextDocument(counter); ++i) {
+    }
+    empty = !counter.second_has_content_;
+    return counter.documents_ > 1 ? counter.second_line_ : 0;
+  }
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (++documents_ == 2) second_line_ = mark.line + 1;
+  }
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    content();
+  }
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    content();
+  }
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    content();
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnSequenceEnd() override {}
+  void OnMapEnd() override {}
+
+ private:
+  void content() {
+    if (documents_ == 2) second_has_content_ = true;
+  }
+  int documents_ = 0;
+  int second_line_ = 0;
+  bool second_has_content_ = false;
+};
+
 class Loader {
  public:
   explicit Loader(std::string source) : source_(std::move(source)) {}
 
   Config load(const std::string& yaml) {
-    std::vector<YAML::Node> documents;
+    YAML::Node root;
+    int second_document = 0;
+    bool second_empty = false;
     try {
-      documents = YAML::LoadAll(yaml);
+      second_document = DocumentCounter::second_document_line(yaml, second_empty);
+      if (second_document == 0) root = YAML::Load(yaml);
     } catch (const YAML::Exception& e) {  // ParserException, or DeepRecursion on absurd nesting
       if (e.mark.is_null()) throw ConfigError(source_ + ": invalid YAML: " + e.msg);
       throw ConfigError(source_ + ":" + std::to_string(e.mark.line + 1) +
                         ": invalid YAML (column " + std::to_string(e.mark.column + 1) +
                         "): " + e.msg);
     }
-    if (documents.size() > 1) {
-      throw ConfigError(source_ + ":" + std::to_string(documents[1].Mark().line + 1) +
-                        ": expected one YAML document, found a second one");
+    if (second_document != 0) {
+      throw ConfigError(source_ + ":" + std::to_string(second_document) +
+                        (second_empty
+                             ? ": expected one YAML document, found an empty second one (a "
+                               "'---', or a ',' outside [ ] or { }?)"
+                             : ": expected one YAML document, found a second one"));
     }
     // An empty file, or one with only comments, has no document or a null one: all defaults.
-    if (documents.empty() || documents[0].IsNull()) return config_;
-    const YAML::Node& root = documents[0];
+    if (!root.IsDefined() || root.IsNull()) return config_;
     if (!root.IsMap()) {
       fail(root.Mark().line + 1, "",
            "expected options (key: value lines) at the top level, got " + describe_node(root));

@@ -711,7 +711,20 @@ TEST(ConfigErrors, YamlSyntaxErrorNamesTheLine) {
 
 TEST(ConfigErrors, SecondDocumentIsRejected) {
   EXPECT_EQ(load_error("workers: 2\n---\nworkers: 3\n"),
-            "respguard.yaml:3: expected one YAML document, found a second one");
+            "respguard.yaml:2: expected one YAML document, found a second one");
+}
+
+// yaml-cpp 0.7's LoadAll loops forever (allocating) on a stray ',' outside a flow collection;
+// found by the config fuzz target (tests/fuzz/corpus/config/crash-stray-comma-endless-loop). The
+// loader must refuse these files, not hang: a reload of one would stop the main thread.
+TEST(ConfigErrors, StrayCommaIsRefusedNotAnEndlessLoop) {
+  EXPECT_EQ(
+      load_error("- a-\n, j\n"),
+      "respguard.yaml:2: expected one YAML document, found an empty second one (a '---', or a "
+      "',' outside [ ] or { }?)");
+  for (const std::string yaml : {",\n", "workers: 2\n,\n", "workers: 2\n---\n,\n"}) {
+    EXPECT_TRUE(load_error(yaml).starts_with("respguard.yaml:")) << yaml;
+  }
 }
 
 TEST(ConfigErrors, BackoffMinAboveMaxNamesTheKeyInTheFile) {
