@@ -609,7 +609,7 @@ void ClientSession::report_collection_size(const SlotHooks& h, std::string_view 
                                            const resp::ReplyInfo& info) {
   // ":<n>\r\n"; an error (WRONGTYPE, a lost connection) or LINSERT's -1 says nothing.
   if (info.type != ':' || h.collection_cmd == nullptr || reply.size() < 4) return;
-  const std::size_t limit = worker_.live().config.guard.big_collection_elements;
+  const std::size_t limit = big_collection_elements_;
   long long size = 0;
   const char* end = reply.data() + reply.size() - 2;
   if (std::from_chars(reply.data() + 1, end, size).ec != std::errc() || size <= 0 || limit == 0 ||

@@ -72,10 +72,6 @@ ClientSession::ClientSession(Worker& worker, tcp::socket socket, std::uint64_t i
       metrics_(worker.config().admin.metrics ? &worker.metrics() : nullptr),
       state_metrics_(worker.metrics()),
       policies_(worker.shared().policies),
-      policies_on_(!worker.live().rules.empty()),
-      guard_on_(worker.live().command_guard->enabled()),
-      big_value_bytes_(worker.live().config.guard.big_value_bytes),
-      authenticated_(worker.config().upstream.password.empty()),
       parser_(worker.config().protocol),
       slots_(kInitialSlots) {
   boost::system::error_code ec;
@@ -92,7 +88,7 @@ ClientSession::ClientSession(Worker& worker, tcp::socket socket, std::uint64_t i
   if (auto ep = socket_.local_endpoint(ec); !ec) laddr = endpoint_text(ep);
   socket_.set_option(tcp::no_delay(true), ec);
   info_ = worker_.shared().registry.add(id_, std::move(addr), std::move(laddr));
-  live_generation_ = worker_.live().generation;
+  take_live_settings();
   if (worker_.live().acl->enabled()) acl_ = worker_.live().acl;
   set_authenticated(acl_ == nullptr && config_.upstream.password.empty());
   update_rate_identity();
@@ -100,12 +96,18 @@ ClientSession::ClientSession(Worker& worker, tcp::socket socket, std::uint64_t i
   if (auto context = worker_.shared().tls.listener.current()) socket_.start_tls(std::move(context));
 }
 
-bool ClientSession::adopt_live_config() {
+void ClientSession::take_live_settings() {
   const LiveConfig& live = worker_.live();
   live_generation_ = live.generation;
   policies_on_ = !live.rules.empty();
   guard_on_ = live.command_guard->enabled();
   big_value_bytes_ = live.config.guard.big_value_bytes;
+  big_collection_elements_ = live.config.guard.big_collection_elements;
+}
+
+bool ClientSession::adopt_live_config() {
+  take_live_settings();
+  const LiveConfig& live = worker_.live();
   // Changed users apply to clients already logged in as them, as ACL SETUSER does in Redis; a
   // client whose user is gone is disconnected, as ACL DELUSER does. Turning client
   // authentication on or off applies to new connections: existing ones stay as they were (as
@@ -257,7 +259,7 @@ void ClientSession::on_read(std::size_t n) {
   const std::size_t query_limit = worker_.live().config.server.query_buffer_limit;
   if (query_limit > 0 && rbuf_.size() > query_limit) {
     spdlog::warn("client {} {}: query buffer limit ({} bytes) reached; closing", id_, info_->addr,
-                 config_.server.query_buffer_limit);
+                 query_limit);
     reply_error(errors::kQueryBufferLimit);
     close_after_flush(CloseReason::QueryBufferLimit);
     flush_output();
@@ -452,8 +454,7 @@ ClientSession::Dispatch ClientSession::dispatch(const resp::Command& cmd) {
         Dispatch d;
         if (apply_policies(cmd, *info, d)) return d;
       }
-      if (info == nullptr || !(info->flags & resp::kWrite) ||
-          worker_.live().config.guard.big_collection_elements == 0) {
+      if (big_collection_elements_ == 0 || info == nullptr || !(info->flags & resp::kWrite)) {
         return forward(cmd, info, false);
       }
       // A collection write: its reply's hooks read a list's length, or a size probe follows it

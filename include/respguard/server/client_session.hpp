@@ -175,6 +175,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   // A reload replaced the worker's LiveConfig: take the new rules, limits, guard and users.
   // False when the session was closed (its user is gone).
   bool adopt_live_config();
+  void take_live_settings();  // the per-command switches above, from the worker's LiveConfig
   Dispatch forward(const resp::Command& cmd, const resp::CommandInfo* info, bool need_dedicated,
                    SlotKind kind = SlotKind::Normal);
   // SUBSCRIBE, MONITOR, CLIENT TRACKING: a dedicated connection whose replies pass through.
@@ -259,11 +260,12 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   observability::Shard& state_metrics_;  // connection events: always recorded
   std::size_t current_command_ = 0;      // label of the command being dispatched
   PolicyState& policies_;
-  // From the worker's LiveConfig of generation live_generation_ (adopt_live_config()).
+  // From the worker's LiveConfig of generation live_generation_ (take_live_settings()).
   std::uint64_t live_generation_ = 0;
-  bool policies_on_;             // any rules configured: otherwise no policy code runs at all
-  bool guard_on_;                // a deny list or size limit is configured
-  std::size_t big_value_bytes_;  // guard.big_value_bytes: report bigger values
+  bool policies_on_ = false;         // any rules configured: otherwise no policy code runs at all
+  bool guard_on_ = false;            // a deny list or size limit is configured
+  std::size_t big_value_bytes_ = 0;  // guard.big_value_bytes: report bigger values
+  std::size_t big_collection_elements_ = 0;  // guard.big_collection_elements: 0 = off
   SlotHooks next_hooks_;      // hooks for the request forward() is about to send
   SlotHooks multi_hooks_;     // writes queued in MULTI: they run (and end) with EXEC
   std::string_view rewrite_;  // bytes forward() sends instead of the request (jitter)
@@ -294,7 +296,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>,
   int db_ = 0;
   int proto_ = 2;
   std::string name_;
-  bool authenticated_;  // false until AUTH when the upstream has a password (as Redis)
+  bool authenticated_ = false;  // false until AUTH when the upstream has a password (as Redis)
   bool reply_off_ = false;
   bool skip_next_reply_ = false;
   bool in_multi_ = false;
